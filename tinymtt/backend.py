@@ -1,0 +1,202 @@
+"""The array-backend switch: the one place that decides between NumPy and CuPy.
+
+Everything else in tinymtt computes with an "array module" ``xp`` that it gets
+from here:
+
+* ops take it from their inputs -- ``xp = array_module(x)`` -- so the same
+  function runs on NumPy arrays on the CPU and CuPy arrays on the GPU;
+* code that *creates* arrays (layers, data, the trainer) asks for the current
+  backend -- ``xp = get_array_module()`` -- and moves host data there with
+  ``to_device``.
+
+Choosing the backend::
+
+    import tinymtt.backend as backend
+    backend.use("cupy")              # from now on
+    with backend.use("numpy"):       # only inside the block
+        ...
+    TINYMTT_BACKEND=cupy python ...  # from the environment, at import
+
+Initial weights always come from a seeded *NumPy* generator (``init_rng``) and
+are then moved to the device, so the same seed gives the same model on the CPU
+and on the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy
+
+BACKENDS = ("numpy", "cupy")
+DEFAULT_DTYPE = "float32"   # training; gradient checks use float64
+
+_INSTALL_HINT = (
+    "install CuPy for your CUDA version -- `pip install 'tinymtt[gpu]'` "
+    "(cupy-cuda12x, CUDA 12) or `pip install cupy-cuda13x` (CUDA 13), never both -- "
+    "or choose the CPU backend: tinymtt.backend.use('numpy') / TINYMTT_BACKEND=numpy"
+)
+
+
+class BackendError(RuntimeError):
+    """The requested array backend cannot be used here."""
+
+
+def _load_cupy():
+    """Import CuPy and make sure a GPU is visible; one clear error otherwise."""
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendError(f"backend 'cupy' was requested but CuPy is not installed ({error}); "
+                           f"{_INSTALL_HINT}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDA driver missing or broken
+        raise BackendError(f"backend 'cupy' was requested but no usable CUDA GPU was found ({error}); "
+                           f"{_INSTALL_HINT}") from None
+    if count < 1:
+        raise BackendError(f"backend 'cupy' was requested but no CUDA GPU is visible; {_INSTALL_HINT}")
+    return cupy
+
+
+def _module_for(name: str):
+    if name == "numpy":
+        return numpy
+    if name == "cupy":
+        return _load_cupy()
+    raise BackendError(f"backend must be one of {BACKENDS}, got {name!r}")
+
+
+def _from_environment() -> str:
+    name = os.environ.get("TINYMTT_BACKEND", "numpy").strip().lower() or "numpy"
+    if name not in BACKENDS:
+        raise BackendError(f"TINYMTT_BACKEND must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
+_current_name = _from_environment()
+_current_module = None  # loaded lazily, so `import tinymtt` never needs a GPU
+
+
+class use:
+    """Select the backend: a plain call (``use("cupy")``) or a context manager.
+
+    As a context manager the previous backend comes back when the block ends::
+
+        with use("numpy"):
+            ...
+    """
+
+    def __init__(self, name: str):
+        global _current_name, _current_module
+        if not isinstance(name, str) or name.strip().lower() not in BACKENDS:
+            raise BackendError(f"backend must be one of {BACKENDS}, got {name!r}")
+        name = name.strip().lower()
+        module = _module_for(name)  # fail now, with the clear error, not later
+        self._previous = (_current_name, _current_module)
+        _current_name, _current_module = name, module
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        global _current_name, _current_module
+        _current_name, _current_module = self._previous
+        return False
+
+    def __repr__(self):
+        return f"use({self.name!r})"
+
+
+def get_backend() -> str:
+    """The name of the current backend: 'numpy' or 'cupy'."""
+    return _current_name
+
+
+def get_array_module():
+    """The current backend's array module (numpy or cupy)."""
+    global _current_module
+    if _current_module is None:
+        _current_module = _module_for(_current_name)
+    return _current_module
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU (never raises)."""
+    try:
+        _load_cupy()
+        return True
+    except BackendError:
+        return False
+
+
+def is_cupy_array(x) -> bool:
+    """True for a CuPy array, without importing CuPy when it was never loaded."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+def array_module(*arrays):
+    """The array module that the given arrays live in (Chainer's get_array_module).
+
+    CuPy if any argument is a CuPy array, NumPy otherwise. Ops call this on
+    their inputs, so they never depend on the global switch.
+    """
+    for a in arrays:
+        if is_cupy_array(a):
+            return sys.modules["cupy"]
+    return numpy
+
+
+def to_device(a, dtype=None):
+    """Move host data (NumPy array, list, scalar) to the current backend's device."""
+    xp = get_array_module()
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_numpy(a):
+    """Copy an array to the host as a NumPy array (a no-op for NumPy arrays)."""
+    if is_cupy_array(a):
+        return a.get()
+    return numpy.asarray(a)
+
+
+def to_float(x) -> float:
+    """A 0-d array (on either device) as a Python float."""
+    return float(to_numpy(x))
+
+
+def init_rng(seed):
+    """The seeded NumPy generator that initial weights are drawn from.
+
+    Weights are drawn on the host, then moved with ``to_device``: the same seed
+    gives bit-identical initial weights on the CPU and on the GPU.
+    """
+    return numpy.random.default_rng(seed)
+
+
+def device_rng(seed, xp=None):
+    """A seeded generator that draws on the device (dropout masks, sampling).
+
+    Has ``.random(shape, dtype=...)`` on both backends. NumPy and CuPy streams
+    differ, so dropout masks are reproducible per backend, not across them.
+    """
+    xp = xp or get_array_module()
+    return xp.random.default_rng(seed)
+
+
+def scatter_add(target, indices, values):
+    """``target[indices] += values`` with repeated indices accumulating, in place.
+
+    Plain ``target[indices] += values`` keeps only one of the repeated writes;
+    NumPy spells the accumulating form ``numpy.add.at``, CuPy ``cupyx.scatter_add``.
+    Used by the embedding backward (a token that appears twice gets both gradients).
+    """
+    if is_cupy_array(target):
+        import cupyx
+        cupyx.scatter_add(target, indices, values)
+    else:
+        numpy.add.at(target, indices, values)
+    return target
