@@ -15,3 +15,4 @@ from .losses import cross_entropy_backward, cross_entropy_forward, mse_backward,
 from .heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward  # noqa: F401
 from .attention import attention_backward, attention_forward  # noqa: F401
 from .masks import causal_mask, padding_mask  # noqa: F401
+from .pooling import masked_mean_backward, masked_mean_forward  # noqa: F401

@@ -1,0 +1,110 @@
+"""The model's configuration: plain dataclasses that round-trip through JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+KINDS = ("token", "sequence", "regression")
+MODES = ("conditioned", "joint")
+
+
+@dataclass
+class TaskSpec:
+    """One task: its name, its kind, and its output size (classes, or regression width)."""
+    name: str
+    kind: str
+    num_outputs: int
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or "." in self.name:
+            raise ValueError(f"task name must be a non-empty string without dots, got {self.name!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if isinstance(self.num_outputs, bool) or not isinstance(self.num_outputs, int) or self.num_outputs < 1:
+            raise ValueError(f"task {self.name!r}: num_outputs must be a positive integer, got {self.num_outputs!r}")
+        if self.kind != "regression" and self.num_outputs < 2:
+            raise ValueError(f"task {self.name!r}: a classification task needs num_outputs >= 2 classes, "
+                             f"got {self.num_outputs}")
+
+
+def _int_at_least(config, name, low):
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a MultiTaskTransformer (names as in DESIGN.md).
+
+    Give exactly one of ``vocab_size`` (token inputs, B×S ids) and
+    ``input_dim`` (continuous inputs, B×S×K, through a Linear).
+    """
+    tasks: list = field(default_factory=list)
+    vocab_size: int | None = None
+    input_dim: int | None = None
+    max_len: int = 128
+    d_model: int = 64
+    num_heads: int = 4
+    d_ff: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0
+    mode: str = "conditioned"
+    norm_first: bool = True
+    activation: str = "gelu"
+    task_hidden: int | None = None
+    task_attention_gate: bool = True
+    causal: bool = False
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.tasks = [t if isinstance(t, TaskSpec) else TaskSpec(**t) for t in self.tasks]
+        if not self.tasks:
+            raise ValueError("tasks must list at least one task (name, kind, num_outputs)")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        if (self.vocab_size is None) == (self.input_dim is None):
+            raise ValueError("give exactly one of vocab_size (token inputs) and input_dim (continuous inputs), "
+                             f"got vocab_size={self.vocab_size!r}, input_dim={self.input_dim!r}")
+        if self.vocab_size is not None:
+            _int_at_least(self, "vocab_size", 1)
+        if self.input_dim is not None:
+            _int_at_least(self, "input_dim", 1)
+        for name in ("max_len", "d_model", "num_heads", "d_ff", "num_layers"):
+            _int_at_least(self, name, 1)
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model must be divisible by num_heads, got d_model={self.d_model}, "
+                             f"num_heads={self.num_heads}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.activation not in ("gelu", "relu"):
+            raise ValueError(f"activation must be 'gelu' or 'relu', got {self.activation!r}")
+        if self.task_hidden is not None:
+            _int_at_least(self, "task_hidden", 1)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        _int_at_least(self, "seed", 0)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def task_names(self) -> list:
+        return [t.name for t in self.tasks]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)

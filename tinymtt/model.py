@@ -1,0 +1,226 @@
+"""MultiTaskTransformer: embedding, task encoder, encoder, task attention, heads, weighted loss.
+
+The math is DESIGN.md's "The model". In short, for token inputs x (B, S):
+
+    e      = E[x]·√D + P[:S]                                  (B, S, D)
+    conditioned:  h0 = e + Tf[task_b]   (one task id per example)
+    joint:        h0_τ = e + Tf[τ] for every task τ           (B, T, S, D) -> (B·T, S, D)
+    h      = Encoder(h0, padding mask)
+    joint:        h = TaskAttention(h)                         streams mix across tasks
+    y_τ    = Head_τ(h or h_τ);  L_τ = loss_τ(y_τ, targets_τ)  (examples without a target masked)
+    L      = Σ_τ w_τ L_τ
+
+A batch is a dict:
+    inputs    (B, S) int token ids, or (B, S, K) float
+    mask      (B, S) bool, True = real token (optional: all real)
+    task_ids  (B,) int -- conditioned mode only: each example's task
+    targets   {task name: (B, S) int | (B,) int | (B, K) float}  token / sequence / regression
+    present   {task name: (B,) bool} -- joint mode, optional: which examples have that target
+In conditioned mode an example counts for the task it carries; in joint mode
+for every task whose target it has. A task absent from a batch has loss 0,
+and ``last_counted`` says so (never a zero loss passed off as a real one).
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import backend
+from .config import ModelConfig, TaskSpec  # noqa: F401  (re-exported)
+from .nn import Embedding, Encoder, Linear, Module, TaskAttention, TaskEncoder, make_head
+from .ops import causal_mask, padding_mask, positional_encoding, weighted_sum_backward, weighted_sum_forward
+from .validation import ShapeError, check_array, check_index_range, check_shape
+
+
+class MultiTaskTransformer(Module):
+    """One shared Transformer encoder, one head per task, conditioned or joint."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        self.config = c = config
+        rng = backend.init_rng(c.seed)
+        if c.vocab_size is not None:
+            self.embedding = Embedding(c.vocab_size, c.d_model, rng, dtype=c.dtype)
+            self.input_proj = None
+        else:
+            self.embedding = None
+            self.input_proj = Linear(c.input_dim, c.d_model, rng, dtype=c.dtype)
+        self.task_encoder = TaskEncoder(c.num_tasks, c.d_model, rng, hidden=c.task_hidden, dtype=c.dtype)
+        self.encoder = Encoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, rng, c.dropout, c.norm_first,
+                               c.activation, c.dtype)
+        self.task_attention = (TaskAttention(c.d_model, c.num_heads, c.num_tasks, rng, c.task_attention_gate,
+                                             c.dropout, c.dtype) if c.mode == "joint" else None)
+        self.heads = [make_head(t.kind, c.d_model, t.num_outputs, rng, c.dtype) for t in c.tasks]
+        self.positions = positional_encoding(c.max_len, c.d_model, dtype=c.dtype)  # fixed, not a parameter
+        self.weight_grads = None
+        self.last_counted = None
+
+    # -- batch checks -------------------------------------------------------
+    def check_batch(self, batch):
+        """Validate a batch; returns (inputs, mask, task_ids or None). Clear errors, named."""
+        c = self.config
+        if not isinstance(batch, dict) or "inputs" not in batch:
+            raise TypeError("batch must be a dict with at least 'inputs' (and 'targets' for a loss)")
+        inputs = batch["inputs"]
+        if c.vocab_size is not None:
+            check_array(inputs, "batch['inputs']", ndim=2, kind="int")
+            check_index_range(inputs, "batch['inputs']", c.vocab_size)
+        else:
+            check_array(inputs, "batch['inputs']", ndim=3, kind="float")
+            check_shape(inputs, "batch['inputs']", (None, None, c.input_dim), "(B, S, K)")
+        size, seq_len = inputs.shape[:2]
+        if seq_len > c.max_len:
+            raise ShapeError(f"batch['inputs'] has sequence length {seq_len}, more than max_len={c.max_len}")
+        xp = backend.array_module(inputs)
+        mask = batch.get("mask")
+        if mask is None:
+            mask = xp.ones((size, seq_len), dtype=bool)
+        check_array(mask, "batch['mask']", ndim=2, kind="bool")
+        check_shape(mask, "batch['mask']", (size, seq_len), "(B, S)")
+        task_ids = batch.get("task_ids")
+        if c.mode == "conditioned":
+            if task_ids is None:
+                raise ValueError("conditioned mode needs batch['task_ids'] (B,): the task of each example")
+            check_array(task_ids, "batch['task_ids']", ndim=1, kind="int")
+            check_shape(task_ids, "batch['task_ids']", (size,), "(B,)")
+            check_index_range(task_ids, "batch['task_ids']", c.num_tasks, "number of tasks")
+        return inputs, mask, task_ids
+
+    def _check_targets(self, batch, size, seq_len):
+        targets = batch.get("targets")
+        if not isinstance(targets, dict):
+            raise TypeError("batch['targets'] must be a dict {task name: target array}")
+        unknown = sorted(set(targets) - set(self.config.task_names))
+        if unknown:
+            raise KeyError(f"batch['targets'] names unknown tasks {unknown}; the tasks are {self.config.task_names}")
+        for t in self.config.tasks:
+            if t.name not in targets:
+                continue
+            name = f"batch['targets'][{t.name!r}]"
+            if t.kind == "token":
+                check_array(targets[t.name], name, kind="int")
+                check_shape(targets[t.name], name, (size, seq_len), "(B, S)")
+            elif t.kind == "sequence":
+                check_array(targets[t.name], name, kind="int")
+                check_shape(targets[t.name], name, (size,), "(B,)")
+            else:
+                check_array(targets[t.name], name, kind="float")
+                check_shape(targets[t.name], name, (size, t.num_outputs), "(B, K)")
+        return targets
+
+    # -- forward ---------------------------------------------------------------
+    def _embed(self, inputs):
+        seq_len = inputs.shape[1]
+        if self.embedding is not None:
+            return self.embedding(inputs) * math.sqrt(self.config.d_model) + self.positions[:seq_len]
+        return self.input_proj(inputs) + self.positions[:seq_len]
+
+    def forward(self, batch):
+        """Outputs per task: {name: logits (B,S,C) | logits (B,C) | values (B,K)}."""
+        c = self.config
+        inputs, mask, task_ids = self.check_batch(batch)
+        xp = backend.array_module(inputs)
+        size, seq_len = mask.shape
+        attend = padding_mask(mask, seq_len)                                   # (B, 1, 1, S)
+        if c.causal:
+            attend = attend & causal_mask(seq_len, xp=xp)
+        embedded = self._embed(inputs)                                          # (B, S, D)
+        if c.mode == "conditioned":
+            features = self.task_encoder(task_ids)                              # (B, D)
+            hidden = self.encoder(embedded + features[:, None, :], attend)      # (B, S, D)
+            outputs = {t.name: head.forward(hidden, mask) for t, head in zip(c.tasks, self.heads)}
+        else:
+            tasks = c.num_tasks
+            features = self.task_encoder(xp.arange(tasks))                      # (T, D)
+            streams = embedded[:, None, :, :] + features[None, :, None, :]      # (B, T, S, D)
+            stream_mask = xp.broadcast_to(attend[:, None], (size, tasks) + attend.shape[1:])
+            hidden = self.encoder(streams.reshape(size * tasks, seq_len, c.d_model),
+                                  stream_mask.reshape((size * tasks,) + attend.shape[1:]))
+            hidden = self.task_attention(hidden.reshape(size, tasks, seq_len, c.d_model))
+            outputs = {t.name: head.forward(hidden[:, i], mask) for i, (t, head) in enumerate(zip(c.tasks, self.heads))}
+        self.keep((size, seq_len, mask, task_ids))
+        return outputs
+
+    # -- loss ------------------------------------------------------------------
+    def task_weights(self, weights, xp):
+        """None -> all ones; a dict {name: w}, a sequence or an array (T,) -> (T,) array."""
+        c = self.config
+        if weights is None:
+            return xp.ones(c.num_tasks, dtype=c.dtype)
+        if isinstance(weights, dict):
+            unknown = sorted(set(weights) - set(c.task_names))
+            if unknown:
+                raise KeyError(f"weights name unknown tasks {unknown}; the tasks are {c.task_names}")
+            weights = [float(weights.get(name, 1.0)) for name in c.task_names]
+        array = xp.asarray(weights, dtype=c.dtype)
+        if array.shape != (c.num_tasks,):
+            raise ShapeError(f"weights must have one entry per task ({c.num_tasks}), got shape {tuple(array.shape)}")
+        if not bool(xp.all(xp.isfinite(array))):
+            raise ValueError("weights must be finite numbers")
+        return array
+
+    def loss(self, batch, weights=None):
+        """(L, {name: L_τ}) with L = Σ w_τ L_τ; keeps what backward needs."""
+        c = self.config
+        outputs = self.forward(batch)
+        size, seq_len, mask, task_ids = self.saved()
+        xp = backend.array_module(mask)
+        targets = self._check_targets(batch, size, seq_len)
+        present_given = batch.get("present") or {}
+        losses, counted = [], {}
+        for i, (t, head) in enumerate(zip(c.tasks, self.heads)):
+            if t.name in targets:
+                target = targets[t.name]
+                present = task_ids == i if c.mode == "conditioned" else present_given.get(t.name)
+                if present is None:
+                    present = xp.ones(size, dtype=bool)
+                check_array(present, f"present for task {t.name!r}", ndim=1, kind="bool")
+                check_shape(present, f"present for task {t.name!r}", (size,), "(B,)")
+            else:  # no target for this task in the batch: nothing counts
+                shape = {"token": (size, seq_len), "sequence": (size,)}.get(t.kind, (size, t.num_outputs))
+                target = xp.zeros(shape, dtype=xp.int64 if t.kind != "regression" else c.dtype)
+                present = xp.zeros(size, dtype=bool)
+            try:
+                losses.append(head.loss(outputs[t.name], target, mask, present))
+            except (ShapeError, TypeError) as error:
+                raise type(error)(f"task {t.name!r}: {error}") from None
+            counted[t.name] = bool(xp.any(present))
+        total, cache = weighted_sum_forward(xp.stack(losses), self.task_weights(weights, xp))
+        self._loss_cache = cache
+        self.last_counted = counted
+        return total, {t.name: loss for t, loss in zip(c.tasks, losses)}
+
+    # -- backward --------------------------------------------------------------
+    def backward(self, dlosses=None):
+        """Fill every gradient from the last ``loss`` call.
+
+        Sets ``self.weight_grads`` = ∂L/∂w_τ = L_τ. ``dlosses`` (T,) replaces
+        ∂L/∂L_τ = w_τ -- e.g. a one-hot vector gives the gradient of one task's
+        loss alone (per-task gradients for the balancing strategies).
+        """
+        c = self.config
+        cache = getattr(self, "_loss_cache", None)
+        if cache is None:
+            raise RuntimeError("MultiTaskTransformer.backward was called before loss: run model.loss(batch) first")
+        xp = backend.array_module(cache.weights)
+        one = xp.asarray(1.0, dtype=c.dtype)
+        dlosses_weighted, self.weight_grads = weighted_sum_backward(one, cache)
+        dlosses = dlosses_weighted if dlosses is None else xp.asarray(dlosses, dtype=c.dtype)
+        size, seq_len = self.saved()[:2]
+        if c.mode == "conditioned":
+            dhidden = sum(head.backward(dlosses[i]) for i, head in enumerate(self.heads))
+            dembedded = self.encoder.backward(dhidden)                          # (B, S, D)
+            self.task_encoder.backward(dembedded.sum(axis=1))                   # Tf broadcast over S
+        else:
+            dstreams = xp.stack([head.backward(dlosses[i]) for i, head in enumerate(self.heads)], axis=1)
+            dhidden = self.task_attention.backward(dstreams)
+            dstreams0 = self.encoder.backward(dhidden.reshape(size * c.num_tasks, seq_len, c.d_model))
+            dstreams0 = dstreams0.reshape(size, c.num_tasks, seq_len, c.d_model)
+            self.task_encoder.backward(dstreams0.sum(axis=(0, 2)))             # Tf[τ] feeds stream τ everywhere
+            dembedded = dstreams0.sum(axis=1)                                  # e feeds every stream
+        if self.embedding is not None:
+            self.embedding.backward(dembedded * math.sqrt(c.d_model))
+        else:
+            self.input_proj.backward(dembedded)

@@ -1,0 +1,102 @@
+"""The layer base class: parameters, gradients, train/eval, and the dotted names.
+
+A layer (``Module``) owns two dicts with the same keys -- ``params`` (arrays)
+and ``grads`` (arrays of the same shapes) -- and composes other layers as plain
+attributes (or lists of layers). ``parameters()`` walks that tree and returns
+one flat dict with dotted names (``blocks.0.attn.wq.weight``), so a state dict
+is just that dict.
+
+Conventions every layer follows:
+
+* ``forward(...)`` computes the output and keeps what backward needs in
+  ``self._cache`` (via ``self.keep``);
+* ``backward(dout)`` *accumulates* (``+=``) into ``self.grads`` -- a layer used
+  twice (shared weights across task streams) just sums its gradients -- and
+  returns the gradient of its input;
+* calling ``backward`` before ``forward`` is a clear error, not an
+  AttributeError from a missing cache.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+
+
+class Module:
+    """Base class of every layer."""
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+        self.training = True
+        self._cache = None
+
+    # -- parameters -------------------------------------------------------
+    def add_param(self, name: str, host_value, dtype):
+        """Register a parameter drawn on the host, moved to the current device."""
+        value = backend.to_device(host_value, dtype=dtype)
+        self.params[name] = value
+        self.grads[name] = backend.array_module(value).zeros_like(value)
+        return value
+
+    def children(self):
+        """(name, layer) for every sub-layer, in attribute order; lists give name.i."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for index, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{index}", item
+
+    def parameters(self) -> dict:
+        """Every parameter of this layer and its sub-layers, by dotted name."""
+        found = {name: value for name, value in self.params.items()}
+        for child_name, child in self.children():
+            for name, value in child.parameters().items():
+                found[f"{child_name}.{name}"] = value
+        return found
+
+    def gradients(self) -> dict:
+        """The gradients, with the same dotted names as ``parameters()``."""
+        found = {name: value for name, value in self.grads.items()}
+        for child_name, child in self.children():
+            for name, value in child.gradients().items():
+                found[f"{child_name}.{name}"] = value
+        return found
+
+    def zero_grad(self):
+        for grad in self.gradients().values():
+            grad[...] = 0
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(int(p.size) for p in self.parameters().values())
+
+    # -- modes ---------------------------------------------------------------
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        for _, child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- the forward/backward contract -------------------------------------------
+    def keep(self, cache):
+        """Store what backward needs (called at the end of forward)."""
+        self._cache = cache
+
+    def saved(self):
+        """What forward kept; a clear error when forward has not run."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward was called before forward: "
+                               f"run forward first (backward needs the values forward keeps)")
+        return self._cache
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.num_parameters()} parameters)"
