@@ -1,18 +1,77 @@
-"""STUB: to be written."""
+"""Element-wise activations: ReLU and GELU (tanh form)."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from ..backend import array_module
+from ..validation import check_array
+
+GELU_SCALE = math.sqrt(2.0 / math.pi)   # √(2/π)
+GELU_CUBIC = 0.044715
+# Beyond |x| = 1e4 the tanh is exactly ±1 in float32 and float64 (it already is
+# past |x| ≈ 10), so clipping x there changes nothing but keeps x³ from
+# overflowing to inf (and 0·inf from making a NaN in the backward pass).
+_GELU_CLIP = 1e4
 
 
-def relu_forward(*args, **kwargs):
-    raise NotImplementedError('relu_forward')
+class ReluCache(NamedTuple):
+    x: object   # (...) the input: its sign says where gradient flows
 
 
-def relu_backward(*args, **kwargs):
-    raise NotImplementedError('relu_backward')
+class GeluCache(NamedTuple):
+    x: object     # (...) the input
+    tanh: object  # (...) tanh(u), u = √(2/π)(x + 0.044715x³)
 
 
-def gelu_forward(*args, **kwargs):
-    raise NotImplementedError('gelu_forward')
+def relu_forward(x):
+    """out = max(x, 0), element-wise.
+
+    x: (...) any shape, floating point
+    returns out: same shape and dtype, cache
+    """
+    check_array(x, "x", kind="float")
+    xp = array_module(x)
+    out = xp.maximum(x, x.dtype.type(0))   # not x·(x > 0): that gives −inf·0 = NaN
+    return out, ReluCache(x)
 
 
-def gelu_backward(*args, **kwargs):
-    raise NotImplementedError('gelu_backward')
+def relu_backward(dout, cache: ReluCache):
+    """dx = dout · [x > 0]: gradient passes where the input was positive.
 
+    At x = 0 exactly the subgradient 0 is used (as PyTorch does).
+    """
+    return dout * (cache.x > 0)
+
+
+def gelu_forward(x):
+    """GELU, tanh form: out = ½x(1 + tanh(u)),  u = √(2/π)(x + 0.044715x³).
+
+    x: (...) any shape, floating point
+    returns out: same shape and dtype, cache
+    """
+    check_array(x, "x", kind="float")
+    xp = array_module(x)
+    clipped = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
+    tanh = xp.tanh(GELU_SCALE * (clipped + GELU_CUBIC * clipped * clipped * clipped))
+    out = 0.5 * x * (1.0 + tanh)
+    return out, GeluCache(x, tanh)
+
+
+def gelu_backward(dout, cache: GeluCache):
+    """Gradient of out = ½x(1 + t), t = tanh(u), u = √(2/π)(x + 0.044715x³).
+
+    Product rule, with dt/du = 1 − t² and du/dx = √(2/π)(1 + 3·0.044715x²):
+        dout/dx = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 0.134145x²)
+        dx = dout · dout/dx
+    (Where |x| > 1e4, t = ±1 exactly and the second term is 0; x is clipped
+    there so x² cannot overflow into 0·inf = NaN.)
+    """
+    xp = array_module(dout)
+    x, tanh = cache.x, cache.tanh
+    clipped = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
+    sech_squared = 1.0 - tanh * tanh
+    du_dx = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * clipped * clipped)
+    local = 0.5 * (1.0 + tanh) + 0.5 * clipped * sech_squared * du_dx
+    return dout * local

@@ -1,18 +1,90 @@
-"""STUB: to be written."""
+"""Splitting the model width into attention heads, and merging them back.
+
+    split:  (B, S, D)  -> reshape (B, S, H, Dh) -> transpose -> (B, H, S, Dh)
+    merge:  (B, H, S, Dh) -> transpose -> (B, S, H, Dh) -> reshape (B, S, H·Dh)
+
+Both are pure permutations of the elements (no arithmetic), so each backward
+pass is the inverse permutation applied to the upstream gradient: the backward
+of split is a merge, the backward of merge is a split. Outputs are views where
+NumPy/CuPy can give one (reshape and transpose copy nothing unless they must).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+from ..validation import ShapeError, check_array, check_shape
 
 
-def split_heads_forward(*args, **kwargs):
-    raise NotImplementedError('split_heads_forward')
+class SplitHeadsCache(NamedTuple):
+    shape: tuple    # (B, S, D) the input shape
+    num_heads: int  # H
 
 
-def split_heads_backward(*args, **kwargs):
-    raise NotImplementedError('split_heads_backward')
+class MergeHeadsCache(NamedTuple):
+    shape: tuple    # (B, H, S, Dh) the input shape
 
 
-def merge_heads_forward(*args, **kwargs):
-    raise NotImplementedError('merge_heads_forward')
+def _check_num_heads(num_heads):
+    if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+    return int(num_heads)
 
 
-def merge_heads_backward(*args, **kwargs):
-    raise NotImplementedError('merge_heads_backward')
+def split_heads_forward(x, num_heads):
+    """(B, S, D) -> (B, H, S, Dh) with Dh = D / H.
 
+    Head h gets the feature slice x[..., h·Dh:(h+1)·Dh] of every position:
+        out[b, h, s, i] = x[b, s, h·Dh + i]
+    x: (B, S, D), D divisible by num_heads
+    returns out: (B, H, S, Dh), cache
+    """
+    check_array(x, "x", ndim=3)
+    num_heads = _check_num_heads(num_heads)
+    batch, seq_len, d_model = x.shape
+    if d_model % num_heads != 0:
+        raise ShapeError(f"the model width D must be divisible by num_heads: x has shape {tuple(x.shape)} "
+                         f"(D = {d_model}), num_heads = {num_heads}")
+    head_dim = d_model // num_heads
+    out = x.reshape(batch, seq_len, num_heads, head_dim).transpose(0, 2, 1, 3)
+    return out, SplitHeadsCache(tuple(x.shape), num_heads)
+
+
+def split_heads_backward(dout, cache: SplitHeadsCache):
+    """Gradient of the split: the inverse permutation (a merge).
+
+    out[b, h, s, i] = x[b, s, h·Dh + i] moves each element unchanged, so
+        dx[b, s, h·Dh + i] = dout[b, h, s, i]
+    dout: (B, H, S, Dh)
+    returns dx: (B, S, D)
+    """
+    batch, seq_len, d_model = cache.shape
+    num_heads = cache.num_heads
+    check_shape(dout, "dout", (batch, num_heads, seq_len, d_model // num_heads), "(B, H, S, Dh)")
+    return dout.transpose(0, 2, 1, 3).reshape(batch, seq_len, d_model)
+
+
+def merge_heads_forward(x):
+    """(B, H, S, Dh) -> (B, S, H·Dh): the heads side by side again.
+
+        out[b, s, h·Dh + i] = x[b, h, s, i]
+    x: (B, H, S, Dh)
+    returns out: (B, S, D) with D = H·Dh, cache
+    """
+    check_array(x, "x", ndim=4)
+    batch, num_heads, seq_len, head_dim = x.shape
+    out = x.transpose(0, 2, 1, 3).reshape(batch, seq_len, num_heads * head_dim)
+    return out, MergeHeadsCache(tuple(x.shape))
+
+
+def merge_heads_backward(dout, cache: MergeHeadsCache):
+    """Gradient of the merge: the inverse permutation (a split).
+
+        dx[b, h, s, i] = dout[b, s, h·Dh + i]
+    dout: (B, S, D)
+    returns dx: (B, H, S, Dh)
+    """
+    batch, num_heads, seq_len, head_dim = cache.shape
+    check_shape(dout, "dout", (batch, seq_len, num_heads * head_dim), "(B, S, D)")
+    return dout.reshape(batch, seq_len, num_heads, head_dim).transpose(0, 2, 1, 3)
