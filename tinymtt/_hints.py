@@ -39,8 +39,8 @@ def _shape_hint(name, a, n):
 
 def _factor_hint(name, a, n):
     c = float((a * n).sum() / (n * n).sum())
-    if not _matches(a, c * n):
-        return ""
+    if abs(c - 1) < 1e-5 or not _matches(a, c * n):
+        return ""  # c ≈ 1: not a factor, just a little off (see the fallback in diagnose)
     if abs(c + 1) < 1e-6:
         return f"d{name} has the right size but the wrong sign (a minus sign lost or added)"
     for k in range(2, 4097):
@@ -74,6 +74,9 @@ def diagnose(name, analytic, numeric, returned, expected, value):
         return math.inf, _shape_hint(name, a, n)
     if not numpy.all(numpy.isfinite(a)):
         return math.inf, f"d{name} contains NaN or inf (a division by zero, or exp of a large number?)"
+    if not numpy.all(numpy.isfinite(n)):
+        return math.inf, (f"the forward pass gives NaN or inf near these inputs, so the numerical gradient "
+                          f"of {name} is not finite: fix the forward first (a log of 0, exp overflow, 0/0?)")
     error = rel_error(a, n)
     if error <= TOLERANCE:
         return error, ""
@@ -86,6 +89,9 @@ def diagnose(name, analytic, numeric, returned, expected, value):
     hint = _factor_hint(name, a, n)
     if hint:
         return error, hint
+    if error < 1e-4:
+        return error, (f"d{name} is close but above the tolerance: float32 arithmetic inside the op "
+                       f"(a float32 temporary?), or an input within h of a kink (ReLU at 0, a mask boundary)?")
     wrong = numpy.abs(a - n) > 1e-6 * (numpy.abs(a) + numpy.abs(n)).max()
     if 0 < wrong.sum() < wrong.size:
         return error, (f"{int(wrong.sum())} of {wrong.size} elements of d{name} are wrong and the rest are right: "
@@ -101,13 +107,25 @@ def _worst(a, n):
     return tuple(int(i) for i in index)
 
 
+def _distinct(a: float, b: float):
+    """Both numbers with 6 significant digits, or as many more as it takes to tell them apart."""
+    for digits in (6, 8, 10, 12, 17):
+        left, right = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if left != right:
+            break
+    return left, right
+
+
 def format_report(result) -> str:
     from .gradcheck import THRESHOLDS
     wrong = [c for c in result.inputs if c.error > result.tolerance]
     if result.passed:
         head = f"check_backward({result.name}): all {len(result.inputs)} gradient(s) right"
-    else:
+    elif wrong:
         head = f"check_backward({result.name}): {len(wrong)} of {len(result.inputs)} gradient(s) WRONG"
+    else:
+        head = (f"check_backward({result.name}): FAILED -- the gradient values are right, "
+                f"but the op changes arrays it must only read")
     lines = [head]
     width = max((len(c.name) for c in result.inputs), default=1) + 1
     for c in result.inputs:
@@ -116,7 +134,8 @@ def format_report(result) -> str:
         a = c.analytic
         if verdict == "WRONG" and a is not None and getattr(a, "shape", None) == c.numeric.shape and a.size:
             index = _worst(numpy.asarray(a, dtype=numpy.float64), c.numeric)
-            line += f"   worst at index {index}: yours {float(a[index]):.6g}, numerical {float(c.numeric[index]):.6g}"
+            yours, numerical = _distinct(float(a[index]), float(c.numeric[index]))
+            line += f"   worst at index {index}: yours {yours}, numerical {numerical}"
         lines.append(line)
         if c.hint:
             lines.append(f"  {' ' * width} hint: {c.hint}")
@@ -125,5 +144,8 @@ def format_report(result) -> str:
                      "the caller's array is now wrong. Make a new array instead: dout * (x > 0)")
     for n in result.mutated_inputs:
         lines.append(f"  your forward changed its input {n} in place: compute into a new array")
+    for n in getattr(result, "mutated_by_backward", ()):
+        lines.append(f"  your backward changed the input {n} in place (through the cache): "
+                     f"compute into a new array")
     lines.append(f"  ({THRESHOLDS})")
     return "\n".join(lines)

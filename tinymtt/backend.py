@@ -43,13 +43,19 @@ class BackendError(RuntimeError):
     """The requested array backend cannot be used here."""
 
 
+_cupy_checked = None  # the CuPy module, once it has imported and run a kernel on a GPU
+
+
 def _load_cupy():
-    """Import CuPy and make sure a GPU is visible; one clear error otherwise."""
+    """Import CuPy and make sure a GPU can run a kernel; one clear error otherwise."""
+    global _cupy_checked
+    if _cupy_checked is not None:
+        return _cupy_checked
     try:
         import cupy
-    except ImportError as error:
-        raise BackendError(f"backend 'cupy' was requested but CuPy is not installed ({error}); "
-                           f"{_INSTALL_HINT}") from None
+    except Exception as error:  # ImportError, or a broken install failing at import
+        raise BackendError(f"backend 'cupy' was requested but CuPy is not installed or does not import "
+                           f"({type(error).__name__}: {error}); {_INSTALL_HINT}") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDA driver missing or broken
@@ -57,6 +63,12 @@ def _load_cupy():
                            f"{_INSTALL_HINT}") from None
     if count < 1:
         raise BackendError(f"backend 'cupy' was requested but no CUDA GPU is visible; {_INSTALL_HINT}")
+    try:  # a GPU can be visible while kernels cannot run (driver too old, NVRTC missing)
+        (cupy.arange(3, dtype=numpy.float32) + 1).sum().item()
+    except Exception as error:
+        raise BackendError(f"backend 'cupy' was requested but CuPy cannot run a kernel on the GPU "
+                           f"({type(error).__name__}: {error}); {_INSTALL_HINT}") from None
+    _cupy_checked = cupy
     return cupy
 
 
@@ -128,7 +140,7 @@ def cupy_available() -> bool:
     try:
         _load_cupy()
         return True
-    except BackendError:
+    except Exception:
         return False
 
 
@@ -151,8 +163,14 @@ def array_module(*arrays):
 
 
 def to_device(a, dtype=None):
-    """Move host data (NumPy array, list, scalar) to the current backend's device."""
+    """Move data (NumPy or CuPy array, list, scalar) to the current backend's device.
+
+    ``dtype`` converts on the way (None keeps the array's own). Under the
+    NumPy backend a CuPy array comes back to the host.
+    """
     xp = get_array_module()
+    if xp is numpy and is_cupy_array(a):
+        a = a.get()
     return xp.asarray(a, dtype=dtype)
 
 
@@ -194,6 +212,10 @@ def scatter_add(target, indices, values):
     NumPy spells the accumulating form ``numpy.add.at``, CuPy ``cupyx.scatter_add``.
     Used by the embedding backward (a token that appears twice gets both gradients).
     """
+    on_device = [is_cupy_array(a) for a in (target, indices, values) if hasattr(a, "shape")]
+    if len(set(on_device)) > 1:
+        raise TypeError("scatter_add needs target, indices and values on one backend (all NumPy or all "
+                        "CuPy); move them with tinymtt.backend.to_device")
     if is_cupy_array(target):
         import cupyx
         cupyx.scatter_add(target, indices, values)

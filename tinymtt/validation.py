@@ -9,6 +9,8 @@ layers; every other layer may use it.
 
 from __future__ import annotations
 
+import numbers
+
 from .backend import array_module, is_cupy_array
 
 import numpy
@@ -29,12 +31,17 @@ def describe(x) -> str:
     return f"{type(x).__name__}"
 
 
+_KINDS = (None, "float", "int", "bool")
+
+
 def check_array(x, name: str, *, ndim=None, min_ndim=None, kind=None):
     """Require an ndarray (NumPy or CuPy); optionally its ndim and dtype kind.
 
     kind: 'float' (real floating point), 'int' (signed or unsigned integer),
     'bool', or None for any.
     """
+    if kind not in _KINDS:
+        raise ValueError(f"check_array: kind must be one of {_KINDS}, got {kind!r}")
     if not _is_array(x):
         raise TypeError(f"{name} must be a NumPy or CuPy array, got {describe(x)}")
     if ndim is not None and x.ndim != ndim:
@@ -55,6 +62,7 @@ def check_shape(x, name: str, expected, labels: str = ""):
 
     labels: the letters of DESIGN.md for the message, e.g. "(B, S, D)".
     """
+    check_array(x, name)
     shape = tuple(x.shape)
     ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
     if not ok:
@@ -92,6 +100,7 @@ def check_index_range(ids, name: str, upper: int, what: str = "vocabulary size")
 
 def check_probability(p, name: str):
     """Require a float ``0 <= p < 1`` (dropout rates)."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
+    # numbers.Real admits NumPy scalars (numpy.float32(0.1)) as well as int and float
+    if isinstance(p, (bool, numpy.bool_)) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) < 1.0:
         raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
     return float(p)
