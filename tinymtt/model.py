@@ -108,13 +108,16 @@ class MultiTaskTransformer(Module):
             else:
                 check_array(targets[t.name], name, kind="float")
                 check_shape(targets[t.name], name, (size, t.num_outputs), "(B, K)")
-        return targets
+        # regression targets in the model's dtype (a float64 target must not upcast a float32 model)
+        return {name: (value.astype(self.config.dtype, copy=False) if value.dtype.kind == "f" else value)
+                for name, value in targets.items()}
 
     # -- forward ---------------------------------------------------------------
     def _embed(self, inputs):
         seq_len = inputs.shape[1]
         if self.embedding is not None:
             return self.embedding(inputs) * math.sqrt(self.config.d_model) + self.positions[:seq_len]
+        inputs = inputs.astype(self.config.dtype, copy=False)   # float64 data must not upcast a float32 model
         return self.input_proj(inputs) + self.positions[:seq_len]
 
     def forward(self, batch):
