@@ -11,8 +11,10 @@ are masked out of the mean, never counted as zero loss).
 
 from __future__ import annotations
 
+from ..backend import array_module
 from ..ops import (cross_entropy_backward, cross_entropy_forward, masked_mean_backward,
                    masked_mean_forward, mse_backward, mse_forward)
+from ..validation import check_array, check_shape
 from .basic import Linear, _positive_int
 from .module import Module
 
@@ -29,6 +31,14 @@ class _Head(Module):
         self.linear = Linear(d_model, num_outputs, rng, dtype=dtype)
         self._loss_cache = None
 
+    @staticmethod
+    def check_present(outputs, present):
+        """present (B,) bool; None = every example has this task's target."""
+        if present is None:
+            return array_module(outputs).ones(outputs.shape[0], dtype=bool)
+        check_array(present, "present", ndim=1, kind="bool")
+        return check_shape(present, "present", (outputs.shape[0],), "(B,)")
+
     def backward(self, dloss):
         if self._loss_cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward was called before loss: run forward and loss first")
@@ -42,8 +52,13 @@ class TokenClassificationHead(_Head):
         self.keep(True)
         return self.linear(h)                                  # (B, S, C)
 
-    def loss(self, logits, targets, mask, present):
-        counted = mask & present[:, None]
+    def loss(self, logits, targets, mask=None, present=None):
+        present = self.check_present(logits, present)
+        counted = array_module(logits).broadcast_to(present[:, None], logits.shape[:2])
+        if mask is not None:   # None = every position is a real token
+            check_array(mask, "mask", ndim=2, kind="bool")
+            check_shape(mask, "mask", logits.shape[:2], "(B, S)")
+            counted = mask & counted
         loss, self._loss_cache = cross_entropy_forward(logits, targets, counted)
         return loss
 
@@ -67,7 +82,8 @@ class _PooledHead(_Head):
 class SequenceClassificationHead(_PooledHead):
     kind = "sequence"
 
-    def loss(self, logits, targets, mask, present):
+    def loss(self, logits, targets, mask=None, present=None):
+        present = self.check_present(logits, present)
         loss, self._loss_cache = cross_entropy_forward(logits, targets, present)
         return loss
 
@@ -77,7 +93,8 @@ class SequenceClassificationHead(_PooledHead):
 class RegressionHead(_PooledHead):
     kind = "regression"
 
-    def loss(self, values, targets, mask, present):
+    def loss(self, values, targets, mask=None, present=None):
+        present = self.check_present(values, present)
         loss, self._loss_cache = mse_forward(values, targets, present[:, None])
         return loss
 

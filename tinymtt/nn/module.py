@@ -49,6 +49,12 @@ class Module:
                     if isinstance(item, Module):
                         yield f"{name}.{index}", item
 
+    def named_modules(self, prefix=""):
+        """(dotted name, layer) for this layer and every layer below it."""
+        yield prefix, self
+        for child_name, child in self.children():
+            yield from child.named_modules(f"{prefix}.{child_name}" if prefix else child_name)
+
     def parameters(self) -> dict:
         """Every parameter of this layer and its sub-layers, by dotted name."""
         found = {name: value for name, value in self.params.items()}

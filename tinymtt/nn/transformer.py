@@ -29,9 +29,12 @@ class FeedForward(Module):
         self.linear2 = Linear(d_ff, d_model, rng, dtype=dtype)
 
     def forward(self, x):
-        return self.linear2(self.activation(self.linear1(x)))
+        out = self.linear2(self.activation(self.linear1(x)))
+        self.keep(True)   # the sub-layers keep the values; this makes backward-before-forward name FeedForward
+        return out
 
     def backward(self, dout):
+        self.saved()
         return self.linear1.backward(self.activation.backward(self.linear2.backward(dout)))
 
 
@@ -87,9 +90,11 @@ class Encoder(Module):
     def forward(self, x, mask=None):
         for block in self.blocks:
             x = block(x, mask)
+        self.keep(True)   # the blocks keep the values; this makes backward-before-forward name Encoder
         return self.final_norm(x) if self.final_norm is not None else x
 
     def backward(self, dout):
+        self.saved()
         if self.final_norm is not None:
             dout = self.final_norm.backward(dout)
         for block in reversed(self.blocks):
