@@ -1,0 +1,97 @@
+"""The sequence suite: four tasks over the same random digit sequences, generated on the fly.
+
+Each example is a sequence of L digits in {0..num_digits-1}, L uniform in
+[min_len, max_len], padded to max_len with PAD = num_digits (so vocab_size =
+num_digits + 1). For the sequence x_1..x_L:
+
+    sort     token       position i holds the i-th smallest digit      (num_digits classes)
+    reverse  token       position i holds x_{L+1-i}                    (num_digits classes)
+    max      sequence    max_i x_i                                     (num_digits classes)
+    mean     regression  (1/L) Σ_i x_i / (num_digits - 1), in [0, 1]   (1 output)
+
+Token targets hold -1 at padded positions (the loss masks them). E.g. x = [3, 1, 2]:
+sort [1, 2, 3], reverse [2, 1, 3], max 3, mean 2/9.
+
+The four tasks share structure -- sort and max both need the largest digits,
+max and mean both summarise the whole sequence -- and differ in kind (token,
+sequence, regression), which is what a multi-task model can exploit. The
+defaults (lengths 4..8, 10 digits) are small enough that a small Transformer
+learns them in a few minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ..config import TaskSpec
+from .dataset import MultiTaskDataset
+
+SEQUENCE_TASKS = ("sort", "reverse", "max", "mean")
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _choose_tasks(tasks, available):
+    if tasks is None:
+        return list(available)
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = sorted(set(names) - set(available))
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"tasks must list distinct names from {list(available)}, got {names}")
+    return names
+
+
+def sequence_targets(inputs, lengths, num_digits: int) -> dict:
+    """Every task's targets for padded digit sequences.
+
+    inputs: (N, S) int digits in [0, num_digits), anything at positions >= length
+    lengths: (N,) int, 1 <= lengths <= S
+    returns {"sort": (N, S) int64, "reverse": (N, S) int64, "max": (N,) int64, "mean": (N, 1) float32}
+    """
+    inputs = numpy.asarray(inputs)
+    lengths = numpy.asarray(lengths)
+    positions = numpy.arange(inputs.shape[1])
+    real = positions < lengths[:, None]                                     # (N, S) True = a digit
+    digits = numpy.where(real, inputs, num_digits).astype(numpy.int64)      # padding -> PAD = num_digits
+    # PAD is larger than every digit, so sorting puts the padding last
+    sort = numpy.sort(digits, axis=1)
+    # reverse within the length: position i reads position L-1-i (clipped: padding is overwritten below)
+    source = numpy.clip(lengths[:, None] - 1 - positions, 0, None)
+    reverse = numpy.take_along_axis(digits, source, axis=1)
+    maximum = numpy.where(real, digits, -1).max(axis=1)
+    mean = numpy.where(real, digits, 0).sum(axis=1) / (lengths * (num_digits - 1))
+    return {"sort": numpy.where(real, sort, -1), "reverse": numpy.where(real, reverse, -1),
+            "max": maximum, "mean": mean.astype(numpy.float32)[:, None]}
+
+
+def make_sequence_suite(num_examples: int, seed: int = 0, min_len: int = 4, max_len: int = 8,
+                        num_digits: int = 10, tasks=None) -> MultiTaskDataset:
+    """``num_examples`` random digit sequences with the tasks of SEQUENCE_TASKS (all by default).
+
+    Seeded: the same arguments give identical arrays, and the inputs do not
+    depend on ``tasks`` (a single-task run sees the same sequences as a
+    multi-task one). Lengths are uniform in [min_len, max_len].
+    """
+    num_examples = _check_int(num_examples, "num_examples", 1)
+    seed = _check_int(seed, "seed", 0)
+    min_len = _check_int(min_len, "min_len", 1)
+    max_len = _check_int(max_len, "max_len", min_len)
+    num_digits = _check_int(num_digits, "num_digits", 2)
+    names = _choose_tasks(tasks, SEQUENCE_TASKS)
+    rng = numpy.random.default_rng(seed)
+    lengths = rng.integers(min_len, max_len + 1, size=num_examples)
+    digits = rng.integers(0, num_digits, size=(num_examples, max_len))
+    inputs = numpy.where(numpy.arange(max_len) < lengths[:, None], digits, num_digits)   # PAD = num_digits
+    targets = sequence_targets(inputs, lengths, num_digits)
+    specs = {"sort": TaskSpec("sort", "token", num_digits), "reverse": TaskSpec("reverse", "token", num_digits),
+             "max": TaskSpec("max", "sequence", num_digits), "mean": TaskSpec("mean", "regression", 1)}
+    return MultiTaskDataset(
+        inputs=inputs.astype(numpy.int64), lengths=lengths.astype(numpy.int64),
+        targets={name: targets[name] for name in names}, tasks=[specs[name] for name in names],
+        vocab_size=num_digits + 1, pad_id=num_digits, name="sequences",
+        source=f"synthetic random digit sequences generated by tinymtt (seed {seed}); no external data, "
+               "MIT like tinymtt")
