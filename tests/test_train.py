@@ -1,0 +1,120 @@
+"""The trainer: exact resume, determinism, NaN reporting, history, metrics."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tinymtt import backend
+from tinymtt.config import ModelConfig
+from tinymtt.data import make_sequence_suite
+from tinymtt.metrics import _Tally, evaluate
+from tinymtt.model import MultiTaskTransformer
+from tinymtt.train import TrainConfig, Trainer, TrainingError, read_history
+
+from helpers import host
+
+
+def setup(mode="conditioned", dropout=0.1, steps=12, out_dir=None, **train):
+    data = make_sequence_suite(300, seed=0)
+    train_set, val_set, _ = data.split((0.8, 0.1, 0.1), seed=0)
+    config = ModelConfig(**data.model_config_kwargs(), d_model=16, num_heads=2, d_ff=32, num_layers=1,
+                         mode=mode, dropout=dropout, seed=3)
+    settings = dict(steps=steps, batch_size=16, warmup_steps=3, log_every=2, eval_every=6, checkpoint_every=6)
+    settings.update(train)
+    model = MultiTaskTransformer(config)
+    return Trainer(model, train_set, val_set, TrainConfig(**settings), out_dir=out_dir, progress=False)
+
+
+def params(trainer):
+    return {k: host(v).copy() for k, v in trainer.model.parameters().items()}
+
+
+@pytest.mark.parametrize("mode", ["conditioned", "joint"])
+def test_resume_equals_an_uninterrupted_run(tmp_path, mode):
+    straight = setup(mode, out_dir=tmp_path / "straight")
+    straight.fit()
+    # the same run, stopped after the checkpoint at step 6 and resumed in a fresh process-like state
+    first = setup(mode, out_dir=tmp_path / "split", steps=12)
+    first.config.steps = 6
+    first.fit()
+    resumed = setup(mode, out_dir=tmp_path / "split", steps=12).resume()
+    assert resumed.step == 6
+    resumed.fit()
+    a, b = params(straight), params(resumed)
+    assert all(np.array_equal(a[k], b[k]) for k in a), [k for k in a if not np.array_equal(a[k], b[k])]
+    steps = [r["step"] for r in read_history(tmp_path / "split" / "history.jsonl") if "losses" in r]
+    assert steps == sorted(set(steps)) == list(range(2, 13, 2))       # no duplicates after the resume
+
+
+def test_same_seed_same_metrics():
+    one, two = setup(), setup()
+    assert one.fit() == two.fit()
+    assert all(np.array_equal(v, params(two)[k]) for k, v in params(one).items())
+
+
+def test_history_is_written_as_it_goes(tmp_path):
+    trainer = setup(out_dir=tmp_path, steps=6)
+    trainer.fit()
+    records = read_history(tmp_path / "history.jsonl")
+    logged = [r for r in records if "losses" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    assert set(logged[0]["losses"]) == {"sort", "reverse", "max", "mean"}
+    assert any("validation" in r for r in records)
+    assert (tmp_path / "model.npz").exists() and (tmp_path / "trainer.npz").exists()
+    # a partial last line (a run killed mid-write) is skipped, not fatal
+    with open(tmp_path / "history.jsonl", "a") as handle:
+        handle.write('{"step": 7, "lo')
+    assert len(read_history(tmp_path / "history.jsonl")) == len(records)
+
+
+def test_nan_loss_is_reported_with_step_and_task():
+    trainer = setup(steps=5)
+    trainer.train_step(next(iter(trainer.batches)))
+    trainer.model.heads[3].linear.params["bias"][...] = np.nan          # the regression head ("mean")
+    with pytest.raises(TrainingError, match=r"step 2: the loss of task 'mean' is nan"):
+        trainer.train_step(next(iter(trainer.batches)))
+
+
+def test_training_reduces_every_task_loss():
+    trainer = setup(dropout=0.0, steps=60, lr=3e-3)
+    batch = next(iter(trainer.batches))
+    before = {k: backend.to_float(v) for k, v in trainer.model.loss(batch)[1].items()}
+    trainer.fit()
+    after = {k: backend.to_float(v) for k, v in trainer.model.loss(batch)[1].items()}
+    assert all(after[k] < before[k] for k in before), (before, after)
+
+
+def test_bad_train_configs():
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="lr must be"):
+        TrainConfig(lr=-1.0)
+    with pytest.raises(ValueError, match="unknown tasks"):
+        setup(weights={"colour": 1.0})
+
+
+def test_metrics_on_hand_made_outputs():
+    token = _Tally("token")
+    logits = np.zeros((2, 3, 4))
+    logits[0, [0, 1, 2], [1, 2, 3]] = 1.0          # predicts 1 2 3
+    logits[1, [0, 1, 2], [0, 0, 0]] = 1.0          # predicts 0 0 0
+    targets = np.array([[1, 2, 3], [0, 1, -1]])
+    mask = np.array([[True, True, True], [True, True, False]])
+    token.update(logits, targets, mask, np.array([True, True]))
+    assert token.result() == {"token_accuracy": 4 / 5, "sequence_accuracy": 1 / 2}
+    regression = _Tally("regression")
+    regression.update(np.array([[1.0], [2.0], [9.0]]), np.array([[1.0], [3.0], [5.0]]), None,
+                      np.array([True, True, False]))
+    result = regression.result()
+    assert result["mse"] == pytest.approx(0.5)
+    assert result["r2"] == pytest.approx(1 - 1.0 / 2.0)
+
+
+def test_evaluate_restores_training_mode():
+    trainer = setup()
+    metrics = evaluate(trainer.model, trainer.val_set)
+    assert trainer.model.training
+    assert set(metrics) == {"sort", "reverse", "max", "mean"}
+    assert set(metrics["sort"]) == {"token_accuracy", "sequence_accuracy"}
+    assert set(metrics["mean"]) == {"mse", "r2"}

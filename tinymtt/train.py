@@ -1,0 +1,248 @@
+"""The training loop: forward, weighted loss, backward, clipping, AdamW, schedule.
+
+One step, written out:
+
+    batch           = next batch (task sampling in conditioned mode)
+    L, {L_τ}        = model.loss(batch, weights)        L = Σ_τ w_τ L_τ
+    model.backward()                                     every ∂L/∂θ
+    clip            g ← g · min(1, max_norm / ‖g‖)
+    lr              = warmup + cosine schedule(step)
+    AdamW           θ ← θ − lr·(m̂/(√v̂ + ε) + λθ)
+
+A run folder (``out_dir``) holds everything a person or a resume needs:
+``history.jsonl`` (one JSON object per logged step or evaluation, flushed as
+it goes, so a stopped run loses nothing that was logged), ``model.npz`` and
+``trainer.npz`` (checkpoint: parameters; optimizer state, data order, dropout
+counters -- enough to resume *exactly*), and ``metrics.json`` at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import backend, checkpoint
+from .data import BatchIterator, MultiTaskDataset
+from .metrics import evaluate
+from .optim import AdamW, WarmupCosine, clip_grad_norm
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN/inf loss or gradient), with the step and task."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    weights: dict | None = None          # {task: w}; None = every weight 1
+    sampling: str = "uniform"            # conditioned mode: uniform | proportional | temperature
+    temperature: float = 2.0
+    log_every: int = 25
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("lr", "min_lr", "weight_decay", "clip_norm", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _dropout_counters(model) -> dict:
+    """Each dropout user's call count (the masks are drawn from (seed, count))."""
+    return {name or "model": module.calls for name, module in model.named_modules() if hasattr(module, "calls")}
+
+
+def _set_dropout_counters(model, counters):
+    for name, module in model.named_modules():
+        if hasattr(module, "calls"):
+            module.calls = int(counters[name or "model"])
+
+
+class Trainer:
+    """Trains ``model`` on ``train_set``; evaluates on ``val_set``; writes to ``out_dir``."""
+
+    def __init__(self, model, train_set: MultiTaskDataset, val_set: MultiTaskDataset | None = None,
+                 config: TrainConfig | None = None, out_dir=None, progress=True, log=print):
+        self.model, self.train_set, self.val_set = model, train_set, val_set
+        self.config = c = config or TrainConfig()
+        unknown = sorted(set(c.weights or {}) - set(model.config.task_names))
+        if unknown:
+            raise ValueError(f"weights name unknown tasks {unknown}; the tasks are {model.config.task_names}")
+        if train_set.task_names != model.config.task_names:
+            raise ValueError(f"the data set's tasks {train_set.task_names} differ from the model's "
+                             f"{model.config.task_names}")
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress, self.log = progress, log
+        self.optimizer = AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.schedule = WarmupCosine(c.lr, c.warmup_steps, c.steps, min_lr=c.min_lr)
+        self.batches = BatchIterator(train_set, c.batch_size, model.config.mode, seed=c.seed,
+                                     sampling=c.sampling, temperature=c.temperature, drop_last=len(train_set) >= c.batch_size)
+        self.weights = model.task_weights(c.weights, backend.get_array_module())
+        self.step = 0
+        self.elapsed = 0.0
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- history ---------------------------------------------------------------
+    def _record(self, entry):
+        if self.out_dir is not None:
+            with open(self.out_dir / "history.jsonl", "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+    # -- one step ----------------------------------------------------------------
+    def _next_batch(self):
+        if not hasattr(self, "_stream"):
+            self._stream = self._forever()
+        return next(self._stream)
+
+    def _forever(self):
+        while True:
+            yield from self.batches
+
+    def train_step(self, batch):
+        """One optimisation step; returns (L, {task: L_τ}, grad norm) as floats."""
+        model = self.model
+        model.zero_grad()
+        total, losses = model.loss(batch, self.weights)
+        values = {name: backend.to_float(loss) for name, loss in losses.items()}
+        bad = [name for name, v in values.items() if not math.isfinite(v)]
+        if bad or not math.isfinite(backend.to_float(total)):
+            raise TrainingError(f"step {self.step + 1}: the loss of task {bad[0] if bad else '(total)'!r} is "
+                                f"{values.get(bad[0]) if bad else backend.to_float(total)} (not finite); "
+                                f"per-task losses {values}. Lower the learning rate (--lr) or check the data")
+        model.backward()
+        norm = clip_grad_norm(model.gradients(), self.config.clip_norm) if self.config.clip_norm > 0 else None
+        if norm is not None and not math.isfinite(norm):
+            raise TrainingError(f"step {self.step + 1}: the gradient norm is {norm} (not finite) although every "
+                                f"loss is finite {values}; lower the learning rate (--lr)")
+        self.optimizer.lr = self.schedule(self.step + 1)
+        self.optimizer.step(model.gradients())
+        self.step += 1
+        return backend.to_float(total), values, norm
+
+    # -- the loop ----------------------------------------------------------------
+    def fit(self):
+        """Train up to ``config.steps``; returns the final validation metrics (or {})."""
+        c = self.config
+        bar = _progress_bar(c.steps, self.step) if self.progress else None
+        started = time.perf_counter() - self.elapsed
+        try:
+            while self.step < c.steps:
+                total, losses, norm = self.train_step(self._next_batch())
+                self.elapsed = time.perf_counter() - started
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    self._record({"step": self.step, "loss": total, "losses": losses, "lr": self.optimizer.lr,
+                                  "grad_norm": norm, "seconds": round(self.elapsed, 3)})
+                if bar is not None:
+                    bar.update(1)
+                    if self.step % 5 == 0:
+                        bar.set_postfix({name: f"{v:.3f}" for name, v in losses.items()}, refresh=False)
+                if self.val_set is not None and (self.step % c.eval_every == 0 or self.step == c.steps):
+                    self._record({"step": self.step, "validation": evaluate(self.model, self.val_set)})
+                if self.out_dir is not None and (self.step % c.checkpoint_every == 0 or self.step == c.steps):
+                    self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+        return evaluate(self.model, self.val_set) if self.val_set is not None else {}
+
+    # -- checkpoints -------------------------------------------------------------
+    def save(self):
+        """model.npz (parameters) and trainer.npz (optimizer, data order, dropout counters)."""
+        if self.out_dir is None:
+            raise ValueError("this Trainer has no out_dir to save to")
+        state = self.optimizer.state_dict()
+        arrays = {k: v for k, v in state.items() if hasattr(v, "shape")}
+        numbers = {k: v for k, v in state.items() if not hasattr(v, "shape")}
+        meta = {"step": self.step, "elapsed": self.elapsed, "optimizer": numbers,
+                "batches": self.batches.state(), "dropout": _dropout_counters(self.model),
+                "train_config": self.config.to_dict()}
+        checkpoint.save_arrays(self.out_dir / "trainer.npz", arrays, meta)
+        checkpoint.save(self.model, self.out_dir / "model.npz", extra={"step": self.step})
+
+    def resume(self):
+        """Continue from the checkpoint in ``out_dir``: bit-identical to a run never stopped."""
+        if self.out_dir is None or not (self.out_dir / "trainer.npz").exists():
+            raise FileNotFoundError(f"no checkpoint to resume from in {self.out_dir} (trainer.npz is missing)")
+        checkpoint.load_into(self.model, self.out_dir / "model.npz")
+        arrays, meta = checkpoint.load_arrays(self.out_dir / "trainer.npz")
+        self.optimizer.load_state_dict({**meta["optimizer"], **arrays})
+        self.batches.set_state(meta["batches"])
+        _set_dropout_counters(self.model, meta["dropout"])
+        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        if hasattr(self, "_stream"):
+            del self._stream
+        self._truncate_history()
+        return self
+
+    def _truncate_history(self):
+        """Drop history lines logged after the checkpoint (they will be logged again)."""
+        path = self.out_dir / "history.jsonl"
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= self.step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+
+def read_history(path) -> list:
+    """The records of a history.jsonl file (a partial last line is skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _progress_bar(total, start):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _PlainProgress(total, start)
+    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, mininterval=0.5)
+
+
+class _PlainProgress:
+    """What tqdm shows, printed every tenth of the run, when tqdm is not installed."""
+
+    def __init__(self, total, start):
+        self.total, self.count, self.postfix = total, start, {}
+        self.every = max(total // 10, 1)
+
+    def update(self, n):
+        self.count += n
+        if self.count % self.every == 0 or self.count == self.total:
+            losses = "  ".join(f"{k} {v}" for k, v in self.postfix.items())
+            print(f"step {self.count}/{self.total}  {losses}", flush=True)
+
+    def set_postfix(self, values, refresh=False):
+        self.postfix = values
+
+    def close(self):
+        pass
