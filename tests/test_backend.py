@@ -163,9 +163,19 @@ def test_environment_cupy_is_chosen_lazily():
 
 
 def test_invalid_environment_variable():
-    result = run_python("import tinymtt", TINYMTT_BACKEND="tensorflow")
+    # importing still works (so `tinymtt doctor` can report it); the first use is the clear error
+    assert run_python("import tinymtt", TINYMTT_BACKEND="tensorflow").returncode == 0
+    result = run_python("import tinymtt.backend as b; b.get_array_module()", TINYMTT_BACKEND="tensorflow")
     assert result.returncode != 0
     assert "BackendError: TINYMTT_BACKEND must be one of ('numpy', 'cupy'), got 'tensorflow'" in result.stderr
+
+
+def test_invalid_environment_variable_in_the_command(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tinymtt", "train", "--steps", "1", "--out", str(tmp_path / "r")],
+                            capture_output=True, text=True, env={**os.environ, "TINYMTT_BACKEND": "tensorflow"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("tinymtt: error: TINYMTT_BACKEND must be one of ('numpy', 'cupy'), "
+                                     "got 'tensorflow'")
 
 
 # ---------------------------------------------------------------- moving arrays

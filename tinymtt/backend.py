@@ -87,7 +87,7 @@ def _from_environment() -> str:
     return name
 
 
-_current_name = _from_environment()
+_current_name = None    # read from TINYMTT_BACKEND on first use, so a bad value never breaks `import tinymtt`
 _current_module = None  # loaded lazily, so `import tinymtt` never needs a GPU
 
 
@@ -123,7 +123,10 @@ class use:
 
 
 def get_backend() -> str:
-    """The name of the current backend: 'numpy' or 'cupy'."""
+    """The name of the current backend: 'numpy' or 'cupy' (TINYMTT_BACKEND until ``use`` says otherwise)."""
+    global _current_name
+    if _current_name is None:
+        _current_name = _from_environment()
     return _current_name
 
 
@@ -131,7 +134,7 @@ def get_array_module():
     """The current backend's array module (numpy or cupy)."""
     global _current_module
     if _current_module is None:
-        _current_module = _module_for(_current_name)
+        _current_module = _module_for(get_backend())
     return _current_module
 
 
