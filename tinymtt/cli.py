@@ -53,7 +53,26 @@ def _weights(text):
     return weights
 
 
+def _option(text):
+    """'alpha=1.5' -> ('alpha', 1.5): an int, a float, true/false, none, or else the text itself."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value like alpha=1.5, got {text!r}")
+    value = value.strip()
+    words = {"true": True, "false": False, "none": None}
+    if value.lower() in words:
+        return key.strip(), words[value.lower()]
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
 def _parser():
+    from .mtl import STRATEGIES
+
     parser = _Parser(prog="tinymtt", description="A small multi-task Transformer with hand-written gradients.")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     commands.required = True
@@ -72,11 +91,18 @@ def _parser():
     train.add_argument("--steps", type=_positive(int), default=2000)
     train.add_argument("--batch-size", type=_positive(int), default=64)
     train.add_argument("--lr", type=_positive(float), default=3e-3)
-    train.add_argument("--weights", type=_weights, default=None, help="task loss weights, e.g. sort=1,mean=2")
+    train.add_argument("--weights", type=_weights, default=None,
+                       help="task loss weights for --strategy fixed, e.g. sort=1,mean=2")
+    train.add_argument("--strategy", choices=STRATEGIES, default="fixed",
+                       help="how the task losses or gradients are combined (tinymtt.mtl); default: fixed")
+    train.add_argument("--strategy-option", type=_option, action="append", default=None, metavar="KEY=VALUE",
+                       help="an option of the strategy, e.g. alpha=1.5 (gradnorm), c=0.4 (cagrad), window=20 (dwa); "
+                            "repeat for several")
     train.add_argument("--sampling", choices=["uniform", "proportional", "temperature"], default="uniform")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--backend", choices=["numpy", "cupy"], default=None, help="default: $TINYMTT_BACKEND or numpy")
-    train.add_argument("--out", default=None, help="run folder (default runs/DATA-MODE-seedSEED)")
+    train.add_argument("--out", default=None, help="run folder (default runs/DATA-MODE-seedSEED, "
+                                                    "runs/DATA-MODE-STRATEGY-seedSEED for a strategy other than fixed)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -121,7 +147,8 @@ def cmd_train(args) -> int:
 
     if args.backend:
         backend.use(args.backend)
-    out = Path(args.out or f"runs/{args.data}-{args.mode}-seed{args.seed}")
+    strategy = "" if args.strategy == "fixed" else f"-{args.strategy}"
+    out = Path(args.out or f"runs/{args.data}-{args.mode}{strategy}-seed{args.seed}")
     if args.resume:
         if args.out is None:
             raise UsageError("tinymtt train: --resume needs --out RUN (the run folder to continue)")
@@ -140,6 +167,7 @@ def cmd_train(args) -> int:
                                    num_layers=args.layers, d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout,
                                    mode=args.mode, task_hidden=args.task_hidden, seed=args.seed)
         train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weights=args.weights,
+                                   strategy=args.strategy, strategy_options=dict(args.strategy_option or []) or None,
                                    sampling=args.sampling, seed=args.seed, warmup_steps=min(100, args.steps // 10),
                                    eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1))
     model = MultiTaskTransformer(model_config)
@@ -150,7 +178,8 @@ def cmd_train(args) -> int:
         trainer.resume()
         print(f"resuming {out} at step {trainer.step} of {train_config.steps}")
     print(f"training {model.num_parameters():,} parameters on {train_set.name} ({len(train_set):,} examples, "
-          f"tasks {', '.join(model_config.task_names)}), {model_config.mode} mode, {backend.get_backend()} backend")
+          f"tasks {', '.join(model_config.task_names)}), {model_config.mode} mode, {train_config.strategy} strategy, "
+          f"{backend.get_backend()} backend")
     trainer.fit()
     metrics = evaluate(model, test_set)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -3,17 +3,22 @@
 One step, written out:
 
     batch           = next batch (task sampling in conditioned mode)
-    L, {L_τ}        = model.loss(batch, weights)        L = Σ_τ w_τ L_τ
-    model.backward()                                     every ∂L/∂θ
+    {L_τ}           = model.loss(batch)                  one loss per task
+    w               = strategy.task_weights({L_τ})       (T,), 0 for a task with no target in the batch
+    loss methods:   model.backward(dlosses=w)            every ∂L/∂θ of L = Σ_τ w_τ L_τ
+    gradient methods (PCGrad, MGDA, CAGrad, GradNorm):
+                    G = task_gradients(model)            (T, P): one backward pass per task
+                    shared gradient ← strategy.combine(G)
     clip            g ← g · min(1, max_norm / ‖g‖)
     lr              = warmup + cosine schedule(step)
     AdamW           θ ← θ − lr·(m̂/(√v̂ + ε) + λθ)
+    strategy.after_step({L_τ})                           uncertainty, DWA, GradNorm update their state
 
 A run folder (``out_dir``) holds everything a person or a resume needs:
 ``history.jsonl`` (one JSON object per logged step or evaluation, flushed as
 it goes, so a stopped run loses nothing that was logged), ``model.npz`` and
 ``trainer.npz`` (checkpoint: parameters; optimizer state, data order, dropout
-counters -- enough to resume *exactly*), and ``metrics.json`` at the end.
+counters, the strategy's state -- enough to resume *exactly*), and ``metrics.json`` at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ from pathlib import Path
 from . import backend, checkpoint
 from .data import BatchIterator, MultiTaskDataset
 from .metrics import evaluate
+from .mtl import STRATEGIES, make_strategy, parameter_slices, set_gradients, shared_parameter_names, task_gradients
 from .optim import AdamW, WarmupCosine, clip_grad_norm
+
+
+STRATEGY_PREFIX = "strategy."       # the strategy's arrays in trainer.npz (the optimizer's are m.*, v.*)
 
 
 class TrainingError(RuntimeError):
@@ -44,7 +53,9 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     clip_norm: float = 1.0
-    weights: dict | None = None          # {task: w}; None = every weight 1
+    weights: dict | None = None          # {task: w} for the fixed strategy; None = every weight 1
+    strategy: str = "fixed"              # one of tinymtt.mtl.STRATEGIES
+    strategy_options: dict | None = None  # the strategy's options, e.g. {"alpha": 1.5} for gradnorm
     sampling: str = "uniform"            # conditioned mode: uniform | proportional | temperature
     temperature: float = 2.0
     log_every: int = 25
@@ -67,6 +78,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.strategy_options is not None and not isinstance(self.strategy_options, dict):
+            raise ValueError(f"strategy_options must be a dict {{option: value}} or None, "
+                             f"got {self.strategy_options!r}")
+        if self.weights and self.strategy != "fixed":
+            raise ValueError(f"weights are the fixed strategy's; strategy {self.strategy!r} sets the task weights "
+                             f"itself (drop the weights, or use strategy 'fixed')")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -102,7 +121,13 @@ class Trainer:
         self.schedule = WarmupCosine(c.lr, c.warmup_steps, c.steps, min_lr=c.min_lr)
         self.batches = BatchIterator(train_set, c.batch_size, model.config.mode, seed=c.seed,
                                      sampling=c.sampling, temperature=c.temperature, drop_last=len(train_set) >= c.batch_size)
-        self.weights = model.task_weights(c.weights, backend.get_array_module())
+        options = dict(c.strategy_options or {})
+        if c.strategy == "fixed":
+            options["weights"] = backend.to_numpy(model.task_weights(c.weights, backend.get_array_module()))
+        self.strategy = make_strategy(c.strategy, model.config.num_tasks,
+                                      kinds=[t.kind for t in model.config.tasks], **options)
+        self.shared_names = shared_parameter_names(model)
+        self.strategy.attach(parameter_slices(model, self.shared_names))
         self.step = 0
         self.elapsed = 0.0
         if self.out_dir is not None:
@@ -126,24 +151,30 @@ class Trainer:
 
     def train_step(self, batch):
         """One optimisation step; returns (L, {task: L_τ}, grad norm) as floats."""
-        model = self.model
+        model, strategy = self.model, self.strategy
         model.zero_grad()
-        total, losses = model.loss(batch, self.weights)
+        _, losses = model.loss(batch)                      # the strategy's weights enter through backward
         values = {name: backend.to_float(loss) for name, loss in losses.items()}
         bad = [name for name, v in values.items() if not math.isfinite(v)]
-        if bad or not math.isfinite(backend.to_float(total)):
-            raise TrainingError(f"step {self.step + 1}: the loss of task {bad[0] if bad else '(total)'!r} is "
-                                f"{values.get(bad[0]) if bad else backend.to_float(total)} (not finite); "
-                                f"per-task losses {values}. Lower the learning rate (--lr) or check the data")
-        model.backward()
+        if bad:
+            raise TrainingError(f"step {self.step + 1}: the loss of task {bad[0]!r} is {values[bad[0]]} (not "
+                                f"finite); per-task losses {values}. Lower the learning rate (--lr) or check the data")
+        counted = model.last_counted
+        weights = strategy.task_weights(values, counted)
+        if strategy.needs_task_gradients:
+            task_grads = task_gradients(model, self.shared_names, counted, scales=weights)
+            set_gradients(model, strategy.combine(task_grads, values, counted), shared_names=self.shared_names)
+        else:
+            model.backward(dlosses=weights)
         norm = clip_grad_norm(model.gradients(), self.config.clip_norm) if self.config.clip_norm > 0 else None
         if norm is not None and not math.isfinite(norm):
             raise TrainingError(f"step {self.step + 1}: the gradient norm is {norm} (not finite) although every "
                                 f"loss is finite {values}; lower the learning rate (--lr)")
         self.optimizer.lr = self.schedule(self.step + 1)
         self.optimizer.step(model.gradients())
+        strategy.after_step(values, counted)
         self.step += 1
-        return backend.to_float(total), values, norm
+        return sum(w * value for w, value in zip(weights.tolist(), values.values())), values, norm
 
     # -- the loop ----------------------------------------------------------------
     def fit(self):
@@ -156,8 +187,9 @@ class Trainer:
                 total, losses, norm = self.train_step(self._next_batch())
                 self.elapsed = time.perf_counter() - started
                 if self.step % c.log_every == 0 or self.step == c.steps:
-                    self._record({"step": self.step, "loss": total, "losses": losses, "lr": self.optimizer.lr,
-                                  "grad_norm": norm, "seconds": round(self.elapsed, 3)})
+                    weights = dict(zip(losses, self.strategy.last_weights.tolist()))
+                    self._record({"step": self.step, "loss": total, "losses": losses, "weights": weights,
+                                  "lr": self.optimizer.lr, "grad_norm": norm, "seconds": round(self.elapsed, 3)})
                 if bar is not None:
                     bar.update(1)
                     if self.step % 5 == 0:
@@ -173,13 +205,16 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------
     def save(self):
-        """model.npz (parameters) and trainer.npz (optimizer, data order, dropout counters)."""
+        """model.npz (parameters) and trainer.npz (optimizer, data order, dropout counters, strategy)."""
         if self.out_dir is None:
             raise ValueError("this Trainer has no out_dir to save to")
         state = self.optimizer.state_dict()
         arrays = {k: v for k, v in state.items() if hasattr(v, "shape")}
         numbers = {k: v for k, v in state.items() if not hasattr(v, "shape")}
+        strategy = self.strategy.state_dict()
+        arrays.update({STRATEGY_PREFIX + k: v for k, v in strategy.items() if hasattr(v, "shape")})
         meta = {"step": self.step, "elapsed": self.elapsed, "optimizer": numbers,
+                "strategy": {k: v for k, v in strategy.items() if not hasattr(v, "shape")},
                 "batches": self.batches.state(), "dropout": _dropout_counters(self.model),
                 "train_config": self.config.to_dict()}
         checkpoint.save_arrays(self.out_dir / "trainer.npz", arrays, meta)
@@ -191,7 +226,10 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint to resume from in {self.out_dir} (trainer.npz is missing)")
         checkpoint.load_into(self.model, self.out_dir / "model.npz")
         arrays, meta = checkpoint.load_arrays(self.out_dir / "trainer.npz")
-        self.optimizer.load_state_dict({**meta["optimizer"], **arrays})
+        strategy = {k[len(STRATEGY_PREFIX):]: v for k, v in arrays.items() if k.startswith(STRATEGY_PREFIX)}
+        self.optimizer.load_state_dict({**meta["optimizer"],
+                                        **{k: v for k, v in arrays.items() if not k.startswith(STRATEGY_PREFIX)}})
+        self.strategy.load_state_dict({**meta.get("strategy", {}), **strategy})
         self.batches.set_state(meta["batches"])
         _set_dropout_counters(self.model, meta["dropout"])
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
