@@ -6,6 +6,9 @@
     tinymtt gradcheck              check every op, layer and the whole model
     tinymtt bench                  one training step, timed beside PyTorch
     tinymtt doctor                 what is installed, what is missing, how to install it
+    tinymtt compare                every balancing strategy on the same tasks and seeds
+    tinymtt figures                regenerate the figures (seeded)
+    tinymtt exercises OUT_DIR      student copies of the lessons (solutions replaced by stubs)
 
 Bad options, bad values and missing files: one clear line, exit code 2.
 """
@@ -121,6 +124,12 @@ def _parser():
     commands.add_parser("bench", help="time one training step beside PyTorch (see tinymtt bench --help)",
                         add_help=False)
     commands.add_parser("doctor", help="what is installed and what is missing")
+    commands.add_parser("compare", help="every balancing strategy on the same tasks and seeds "
+                        "(see tinymtt compare --help)", add_help=False)
+    commands.add_parser("figures", help="regenerate the figures (see tinymtt figures --help)", add_help=False)
+    exercises = commands.add_parser("exercises", help="write student copies of the lessons")
+    exercises.add_argument("out_dir", help="folder for the student notebooks")
+    exercises.add_argument("--lessons", default=None, help="folder of the lesson notebooks (default: lessons/)")
     return parser
 
 
@@ -246,6 +255,16 @@ def cmd_gradcheck(args) -> int:
     return 0 if all(r.passed for r in rows) else 1
 
 
+def cmd_exercises(args) -> int:
+    from .exercises import write_exercises
+
+    written = write_exercises(args.out_dir, args.lessons)
+    for name, regions in written.items():
+        print(f"{name}: {regions} exercise(s) stubbed")
+    print(f"student copies in {args.out_dir}: hand them out; each check cell says what is wrong until it is right")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from .doctor import diagnose, doctor_exit_code, format_report
 
@@ -254,22 +273,31 @@ def cmd_doctor(args) -> int:
     return doctor_exit_code(rows)
 
 
+def _self_parsing(command, argv) -> int:
+    if command == "bench":
+        from .bench import main as run
+    elif command == "compare":
+        from .compare import main_compare as run
+    else:
+        from .figures import main_figures as run
+    try:
+        return run(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:                  # bench parses its own options
-        from .bench import main as bench_main
-        try:
-            return bench_main(argv[1:])
-        except UsageError as error:
-            print(error, file=sys.stderr)
-            return EXIT_USAGE
+    if argv[:1] in (["bench"], ["compare"], ["figures"]):     # these parse their own options
+        return _self_parsing(argv[0], argv[1:])
     from .backend import BackendError
     from .checkpoint import CheckpointError
     from .train import TrainingError
     try:
         args = _parser().parse_args(argv)
         handler = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "gradcheck": cmd_gradcheck,
-                   "doctor": cmd_doctor}[args.command]
+                   "doctor": cmd_doctor, "exercises": cmd_exercises}[args.command]
         return handler(args)
     except UsageError as error:
         print(error, file=sys.stderr)
