@@ -118,3 +118,14 @@ def test_evaluate_restores_training_mode():
     assert set(metrics) == {"sort", "reverse", "max", "mean"}
     assert set(metrics["sort"]) == {"token_accuracy", "sequence_accuracy"}
     assert set(metrics["mean"]) == {"mse", "r2"}
+
+
+def test_a_task_without_examples_is_logged_as_null_not_zero(tmp_path):
+    trainer = setup(out_dir=tmp_path, steps=2, log_every=1, warmup_steps=1)
+    batch = next(iter(trainer.batches))
+    batch["task_ids"][...] = 0                                   # every example trains `sort`
+    trainer._stream = iter([batch, batch])
+    trainer.fit()
+    logged = [r for r in read_history(tmp_path / "history.jsonl") if "losses" in r]
+    assert logged[0]["losses"]["sort"] > 0
+    assert logged[0]["losses"]["max"] is None and logged[0]["losses"]["mean"] is None

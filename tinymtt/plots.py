@@ -32,8 +32,9 @@ def plot_history(history_path, out_path, title="") -> Path | None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     if train:
         steps = [r["step"] for r in train]
-        for task in train[0]["losses"]:
-            left.plot(steps, [max(r["losses"][task], 1e-6) for r in train], label=task)
+        for task in train[0]["losses"]:   # null = the task had no example in that batch: a gap, not a 0
+            values = [r["losses"][task] for r in train]
+            left.plot(steps, [float("nan") if v is None else max(v, 1e-6) for v in values], label=task)
         left.set_yscale("log")
     left.set(xlabel="step", ylabel="training loss (per task)", title="training loss")
     left.legend(fontsize=8)

@@ -186,6 +186,9 @@ class Trainer:
             while self.step < c.steps:
                 total, losses, norm = self.train_step(self._next_batch())
                 self.elapsed = time.perf_counter() - started
+                # a task with no example in the batch has no loss this step: null, never a fake 0
+                counted = self.model.last_counted
+                losses = {name: (value if counted.get(name, True) else None) for name, value in losses.items()}
                 if self.step % c.log_every == 0 or self.step == c.steps:
                     weights = dict(zip(losses, self.strategy.last_weights.tolist()))
                     self._record({"step": self.step, "loss": total, "losses": losses, "weights": weights,
@@ -193,7 +196,8 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     if self.step % 5 == 0:
-                        bar.set_postfix({name: f"{v:.3f}" for name, v in losses.items()}, refresh=False)
+                        bar.set_postfix({name: f"{v:.3f}" for name, v in losses.items() if v is not None},
+                                        refresh=False)
                 if self.val_set is not None and (self.step % c.eval_every == 0 or self.step == c.steps):
                     self._record({"step": self.step, "validation": evaluate(self.model, self.val_set)})
                 if self.out_dir is not None and (self.step % c.checkpoint_every == 0 or self.step == c.steps):
