@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -287,8 +288,25 @@ def _self_parsing(command, argv) -> int:
         return EXIT_USAGE
 
 
+def _one_blas_thread():
+    """One BLAS thread unless the user chose otherwise.
+
+    tinymtt's matrices are small (64-256 wide): a second BLAS thread gains
+    little, and on a busy machine OpenBLAS's spinning threads make a training
+    step many times slower (measured here: 300 steps took 64 s with 2 threads
+    on a 2-core machine with a busy neighbour, 4.8 s with 1). This only works
+    before NumPy is imported, so it is done first thing; an
+    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS already set is respected.
+    """
+    if "numpy" not in sys.modules:
+        for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, "1")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["bench"]:           # the benchmark sets its threads itself, for both peers
+        _one_blas_thread()
     if argv[:1] in (["bench"], ["compare"], ["figures"]):     # these parse their own options
         return _self_parsing(argv[0], argv[1:])
     from .backend import BackendError
