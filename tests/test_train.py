@@ -129,3 +129,15 @@ def test_a_task_without_examples_is_logged_as_null_not_zero(tmp_path):
     logged = [r for r in read_history(tmp_path / "history.jsonl") if "losses" in r]
     assert logged[0]["losses"]["sort"] > 0
     assert logged[0]["losses"]["max"] is None and logged[0]["losses"]["mean"] is None
+
+
+def test_conflict_logging_records_cosines_and_leaves_training_unchanged(tmp_path):
+    plain = setup(dropout=0.0, steps=4, log_every=2, warmup_steps=1)
+    plain.fit()
+    logged = setup(dropout=0.0, steps=4, log_every=2, warmup_steps=1, log_conflict=True, out_dir=tmp_path)
+    logged.fit()
+    assert all(np.array_equal(v, params(logged)[k]) for k, v in params(plain).items())
+    records = [r for r in read_history(tmp_path / "history.jsonl") if "losses" in r]
+    cosine = np.array(records[0]["conflict"]["cosine"], dtype=float)
+    assert cosine.shape == (4, 4)
+    assert np.allclose(np.diag(cosine), 1.0)

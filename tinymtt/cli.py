@@ -108,6 +108,8 @@ def _parser():
     train.add_argument("--out", default=None, help="run folder (default runs/DATA-MODE-seedSEED, "
                                                     "runs/DATA-MODE-STRATEGY-seedSEED for a strategy other than fixed)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--log-conflict", action="store_true",
+                       help="log task-gradient cosines at each logged step and plot conflict.png (T extra backward passes)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="per-task metrics of a trained run")
@@ -179,7 +181,8 @@ def cmd_train(args) -> int:
         train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weights=args.weights,
                                    strategy=args.strategy, strategy_options=dict(args.strategy_option or []) or None,
                                    sampling=args.sampling, seed=args.seed, warmup_steps=min(100, args.steps // 10),
-                                   eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1))
+                                   eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1),
+                                   log_conflict=args.log_conflict)
     model = MultiTaskTransformer(model_config)
     trainer = Trainer(model, train_set, val_set, train_config, out_dir=out, progress=not args.no_progress)
     if not args.resume:
@@ -194,6 +197,9 @@ def cmd_train(args) -> int:
     metrics = evaluate(model, test_set)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot = plot_history(out / "history.jsonl", out / "curves.png", title=f"{train_set.name}, {model_config.mode} mode")
+    if train_config.log_conflict and plot:
+        from .mtl import plot_conflict
+        plot_conflict(out / "history.jsonl", out / "conflict.png", title=f"{train_set.name}, {model_config.mode} mode")
     print(f"\ntest metrics after {trainer.step} steps ({trainer.elapsed:.0f} s):")
     print(_table(metrics, model_config.tasks))
     print(f"\nrun folder: {out}" + ("" if plot else "  (install matplotlib for curves.png)"))

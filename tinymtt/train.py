@@ -33,7 +33,7 @@ from pathlib import Path
 from . import backend, checkpoint
 from .data import BatchIterator, MultiTaskDataset
 from .metrics import evaluate
-from .mtl import STRATEGIES, make_strategy, parameter_slices, set_gradients, shared_parameter_names, task_gradients
+from .mtl import STRATEGIES, conflict_record, make_strategy, parameter_slices, set_gradients, shared_parameter_names, task_gradients
 from .optim import AdamW, WarmupCosine, clip_grad_norm
 
 
@@ -62,6 +62,7 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 500
     seed: int = 0
+    log_conflict: bool = False           # every log_every steps: task-gradient cosines and norms (T extra backward passes)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
@@ -129,6 +130,7 @@ class Trainer:
         self.shared_names = shared_parameter_names(model)
         self.strategy.attach(parameter_slices(model, self.shared_names))
         self.step = 0
+        self.last_conflict = None
         self.elapsed = 0.0
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +168,8 @@ class Trainer:
             set_gradients(model, strategy.combine(task_grads, values, counted), shared_names=self.shared_names)
         else:
             model.backward(dlosses=weights)
+        logging = (self.step + 1) % self.config.log_every == 0 or self.step + 1 == self.config.steps
+        self.last_conflict = conflict_record(model) if self.config.log_conflict and logging else None
         norm = clip_grad_norm(model.gradients(), self.config.clip_norm) if self.config.clip_norm > 0 else None
         if norm is not None and not math.isfinite(norm):
             raise TrainingError(f"step {self.step + 1}: the gradient norm is {norm} (not finite) although every "
@@ -192,7 +196,8 @@ class Trainer:
                 if self.step % c.log_every == 0 or self.step == c.steps:
                     weights = dict(zip(losses, self.strategy.last_weights.tolist()))
                     self._record({"step": self.step, "loss": total, "losses": losses, "weights": weights,
-                                  "lr": self.optimizer.lr, "grad_norm": norm, "seconds": round(self.elapsed, 3)})
+                                  "lr": self.optimizer.lr, "grad_norm": norm, "seconds": round(self.elapsed, 3),
+                                  **({"conflict": self.last_conflict} if self.last_conflict else {})})
                 if bar is not None:
                     bar.update(1)
                     if self.step % 5 == 0:

@@ -11,6 +11,7 @@ modules' other names with ``from tinymtt.mtl.pcgrad import partner_order``.
 """
 
 from .cagrad import cagrad, cagrad_weights
+from .diagnostics import ConflictLog, conflict_record, gradient_conflict, plot_conflict
 from .gradient_strategies import CAGrad, GradNorm, MGDA, PCGrad
 from .gradients import parameter_slices, set_gradients, shared_parameter_names, task_gradients
 from .mgda import mgda, mgda_weights
