@@ -230,13 +230,20 @@ class Adam(Optimizer):
             else:
                 g = g + self.weight_decay * p
         m, v = state["m"], state["v"]
-        m *= beta1
-        m += (1.0 - beta1) * g
+        # m and v are ours: update them in place; one scratch array serves every temporary
+        scratch = xp.multiply(g, g, out=xp.empty_like(p))
+        scratch *= 1.0 - beta2
         v *= beta2
-        v += (1.0 - beta2) * (g * g)
+        v += scratch                                           # v = β2·v + (1 − β2)·g²
+        m *= beta1
+        m += xp.multiply(g, 1.0 - beta1, out=scratch)          # m = β1·m + (1 − β1)·g
         step_size = self.lr / (1.0 - beta1 ** t)               # lr / (1 − β1^t), folds in m̂
-        denominator = xp.sqrt(v) / math.sqrt(1.0 - beta2 ** t) + self.eps   # √v̂ + ε
-        p -= step_size * (m / denominator)
+        denominator = xp.sqrt(v, out=scratch)
+        denominator *= 1.0 / math.sqrt(1.0 - beta2 ** t)
+        denominator += self.eps                                # √v̂ + ε
+        update = xp.divide(m, denominator, out=scratch)
+        update *= step_size
+        p -= update
 
 
 class AdamW(Adam):

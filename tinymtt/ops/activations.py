@@ -21,8 +21,8 @@ class ReluCache(NamedTuple):
 
 
 class GeluCache(NamedTuple):
-    x: object     # (...) the input
-    tanh: object  # (...) tanh(u), u = √(2/π)(x + 0.044715x³)
+    clipped: object  # (...) the input clipped to ±1e4 (where tanh(u) is ±1 already)
+    tanh: object     # (...) tanh(u), u = √(2/π)(x + 0.044715x³)
 
 
 def relu_forward(x):
@@ -53,10 +53,17 @@ def gelu_forward(x):
     """
     check_array(x, "x", kind="float")
     xp = array_module(x)
+    # Few passes over memory: every array below is fresh, so it is updated in place.
     clipped = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
-    tanh = xp.tanh(GELU_SCALE * (clipped + GELU_CUBIC * clipped * clipped * clipped))
-    out = 0.5 * x * (1.0 + tanh)
-    return out, GeluCache(x, tanh)
+    u = clipped * clipped
+    u *= GELU_SCALE * GELU_CUBIC
+    u += GELU_SCALE
+    u *= clipped                       # u = √(2/π)(x + 0.044715x³)
+    tanh = xp.tanh(u, out=u)
+    out = tanh + 1.0
+    out *= 0.5
+    out *= x                           # ½x(1 + tanh u)
+    return out, GeluCache(clipped, tanh)
 
 
 def gelu_backward(dout, cache: GeluCache):
@@ -64,14 +71,22 @@ def gelu_backward(dout, cache: GeluCache):
 
     Product rule, with dt/du = 1 − t² and du/dx = √(2/π)(1 + 3·0.044715x²):
         dout/dx = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 0.134145x²)
+                = ½(1 + t + x·du/dx·(1 − t²))
         dx = dout · dout/dx
     (Where |x| > 1e4, t = ±1 exactly and the second term is 0; x is clipped
     there so x² cannot overflow into 0·inf = NaN.)
     """
     xp = array_module(dout)
-    x, tanh = cache.x, cache.tanh
-    clipped = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
-    sech_squared = 1.0 - tanh * tanh
-    du_dx = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * clipped * clipped)
-    local = 0.5 * (1.0 + tanh) + 0.5 * clipped * sech_squared * du_dx
-    return dout * local
+    clipped, tanh = cache.clipped, cache.tanh
+    local = clipped * clipped
+    local *= 3.0 * GELU_CUBIC * GELU_SCALE
+    local += GELU_SCALE
+    local *= clipped                   # x·du/dx
+    sech_squared = tanh * tanh
+    xp.subtract(1.0, sech_squared, out=sech_squared)   # 1 − t²
+    local *= sech_squared
+    local += tanh
+    local += 1.0
+    local *= 0.5                       # dout/dx
+    local *= dout                      # a new array: dout itself is never written
+    return local

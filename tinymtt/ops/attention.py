@@ -67,20 +67,25 @@ def attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=None):
                          f"pass e.g. tinymtt.backend.device_rng(seed)")
     xp = array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = (q @ xp.swapaxes(k, -1, -2)) * scale
+    # scores is a fresh (B, H, Sq, Sk) array: every step below updates it in place,
+    # so the softmax makes no further arrays of that size.
+    scores = q @ xp.swapaxes(k, -1, -2)
+    scores *= scale
     if mask is not None:
         # Masked scores become -inf, so exp() makes them exactly 0 (no overflow warning).
-        scores = xp.where(mask, scores, xp.asarray(-xp.inf, dtype=scores.dtype))
+        # The bias (0 or -inf) has the mask's shape, usually small: (B, 1, 1, Sk).
+        scores += xp.where(mask, xp.zeros((), dtype=scores.dtype), xp.asarray(-xp.inf, dtype=scores.dtype))
     # Stable softmax: subtract the row max over the allowed entries; a row with
     # none allowed has max -inf, replaced by 0 so that -inf - max stays -inf.
     row_max = xp.max(scores, axis=-1, keepdims=True)
     row_max = xp.where(xp.isfinite(row_max), row_max, xp.zeros((), dtype=scores.dtype))
-    exps = xp.exp(scores - row_max)
-    denominator = xp.sum(exps, axis=-1, keepdims=True)
+    scores -= row_max
+    weights = xp.exp(scores, out=scores)
+    denominator = xp.einsum("...k->...", weights)[..., None]   # Σ over keys; einsum sums a short axis fast
     # >= 1 on a row with any allowed key (its max contributes exp(0) = 1); 0 on an
     # all-masked row, where dividing by 1 instead leaves the zeros as they are.
     denominator = xp.where(denominator == 0, xp.ones((), dtype=scores.dtype), denominator)
-    weights = exps / denominator
+    weights /= denominator
     keep, dropout_scale = None, 1.0
     dropped = weights
     if dropout_p > 0:
@@ -120,11 +125,17 @@ def attention_backward(dout, cache: AttentionCache):
                          f"got {describe(dout)}")
     dropped = weights if cache.keep is None else weights * cache.keep * cache.dropout_scale
     dv = xp.swapaxes(dropped, -1, -2) @ dout
-    dweights = dout @ xp.swapaxes(v, -1, -2)
+    dweights = dout @ xp.swapaxes(v, -1, -2)          # fresh: updated in place below
     if cache.keep is not None:
-        dweights = dweights * cache.keep * cache.dropout_scale
-    dscores = weights * (dweights - xp.sum(dweights * weights, axis=-1, keepdims=True))
-    dscores = dscores * cache.scale
+        dweights *= cache.keep
+        dweights *= cache.dropout_scale
+    # Σ_k dA_ik A_ik per row, as an einsum: no (B, H, Sq, Sk) product array
+    row_dot = xp.einsum("...k,...k->...", dweights, weights)[..., None]
+    dscores = dweights
+    dscores -= row_dot
+    dscores *= weights
     dq = dscores @ k
+    dq *= cache.scale
     dk = xp.swapaxes(dscores, -1, -2) @ q
+    dk *= cache.scale
     return dq, dk, dv

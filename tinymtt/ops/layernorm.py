@@ -37,10 +37,13 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
         raise ValueError(f"eps must be a number > 0 (it keeps a constant row finite), got {eps!r}")
     xp = array_module(x)
     centered = x - x.mean(axis=-1, keepdims=True)
-    variance = (centered * centered).mean(axis=-1, keepdims=True)
+    # Σ (x − μ)² per row as an einsum: no squared copy of x
+    variance = xp.einsum("...i,...i->...", centered, centered)[..., None] / width
     inv_std = 1.0 / xp.sqrt(variance + eps)   # Python floats keep x's dtype (no float64 upcast)
-    x_hat = centered * inv_std
-    out = x_hat * gamma + beta
+    x_hat = centered
+    x_hat *= inv_std                          # centered is fresh: normalize it in place
+    out = x_hat * gamma
+    out += beta
     return out, LayerNormCache(x_hat, gamma, inv_std)
 
 
@@ -60,14 +63,21 @@ def layernorm_backward(dout, cache: LayerNormCache):
     returns (dx (..., D), dgamma (D,), dbeta (D,))
     """
     x_hat, gamma, inv_std = cache.x_hat, cache.gamma, cache.inv_std
+    xp = array_module(x_hat)
     check_array(dout, "dout", kind="float")
     check_shape(dout, "dout", x_hat.shape, "x's shape")
     width = x_hat.shape[-1]
     rows_dout = dout.reshape(-1, width)
+    rows_x_hat = x_hat.reshape(-1, width)
     dbeta = rows_dout.sum(axis=0)
-    dgamma = (rows_dout * x_hat.reshape(-1, width)).sum(axis=0)
-    dx_hat = dout * gamma
-    dx = inv_std * (dx_hat
-                    - dx_hat.mean(axis=-1, keepdims=True)
-                    - x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True))
-    return dx, dgamma, dbeta
+    product = rows_dout * rows_x_hat                          # g ⊙ x̂, (N, D)
+    dgamma = product.sum(axis=0)
+    # The two row means of step 4, with dx̂ = g ⊙ γ, as dot products with γ (einsum
+    # makes no (N, D) product array):  mean(dx̂) = (g·γ)/D,  mean(dx̂ ⊙ x̂) = ((g ⊙ x̂)·γ)/D
+    mean_dx_hat = xp.einsum("nd,d->n", rows_dout, gamma)[:, None] / width
+    mean_dx_hat_x_hat = xp.einsum("nd,d->n", product, gamma)[:, None] / width
+    dx = rows_dout * gamma                                    # dx̂, a new array: dout is not written
+    dx -= mean_dx_hat
+    dx -= xp.multiply(rows_x_hat, mean_dx_hat_x_hat, out=product)   # product is no longer needed
+    dx *= inv_std.reshape(-1, 1)
+    return dx.reshape(x_hat.shape), dgamma, dbeta

@@ -27,12 +27,14 @@ def linear_forward(x, w, b=None):
     if x.shape[-1] != w.shape[0]:
         raise ValueError(f"x's last axis must equal w's first (Din): x has shape {tuple(x.shape)}, "
                          f"w has shape {tuple(w.shape)}")
-    out = x @ w
+    # One (N, Din)·(Din, Dout) product over all leading axes at once: a 3-D x @ w
+    # would run B small matmuls instead of one large one (slower in NumPy).
+    out = x.reshape(-1, w.shape[0]) @ w
     if b is not None:
         check_array(b, "b", ndim=1, kind="float")
         check_shape(b, "b", (w.shape[1],), "(Dout,)")
-        out = out + b
-    return out, LinearCache(x, w, b is not None)
+        out += b   # out is a fresh array: add in place, no second (N, Dout) array
+    return out.reshape(x.shape[:-1] + (w.shape[1],)), LinearCache(x, w, b is not None)
 
 
 def linear_backward(dout, cache: LinearCache):
@@ -46,9 +48,9 @@ def linear_backward(dout, cache: LinearCache):
     """
     x, w = cache.x, cache.w
     din, dout_width = w.shape
-    dx = dout @ w.T
     rows_x = x.reshape(-1, din)
     rows_dout = dout.reshape(-1, dout_width)
+    dx = (rows_dout @ w.T).reshape(x.shape)
     dw = rows_x.T @ rows_dout
     db = rows_dout.sum(axis=0) if cache.has_bias else None
     return dx, dw, db
