@@ -66,3 +66,22 @@ def test_python_dash_m_and_exit_code():
     done = subprocess.run([sys.executable, "-m", "tinymtt", "train", "--steps", "-1"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "--steps" in done.stderr
+
+
+def test_exercises_writes_student_copies(tmp_path, capsys):
+    assert main(["exercises", str(tmp_path / "student")]) == 0
+    copies = sorted((tmp_path / "student").glob("*.ipynb"))
+    assert len(copies) >= 11
+    assert all("### BEGIN SOLUTION" not in path.read_text() for path in copies)
+    assert "exercise(s) stubbed" in capsys.readouterr().out
+
+
+def test_exercises_needs_lessons(tmp_path, capsys):
+    assert main(["exercises", str(tmp_path / "out"), "--lessons", str(tmp_path)]) == 2
+    assert "no lesson notebooks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["bench", "compare", "figures"])
+def test_self_parsing_commands_reject_bad_options(command, capsys):
+    assert main([command, "--no-such-option"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
