@@ -12,14 +12,18 @@ Needs scikit-learn (pip install 'tinymtt[digits]').
 
 import argparse
 import json
+import os
 import statistics
 import time
 
-from tinymtt.config import ModelConfig
-from tinymtt.data import load_digits_suite
-from tinymtt.metrics import evaluate
-from tinymtt.model import MultiTaskTransformer
-from tinymtt.train import TrainConfig, Trainer
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):   # small matrices: one BLAS thread (see README)
+    os.environ.setdefault(_variable, "1")
+
+from tinymtt.config import ModelConfig  # noqa: E402
+from tinymtt.data import load_digits_suite  # noqa: E402
+from tinymtt.metrics import evaluate  # noqa: E402
+from tinymtt.model import MultiTaskTransformer  # noqa: E402
+from tinymtt.train import TrainConfig, Trainer  # noqa: E402
 
 
 def run(tasks, seed, steps, mode):
