@@ -311,7 +311,7 @@ def _one_blas_thread():
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["bench"]:           # the benchmark sets its threads itself, for both peers
+    if argv[:1] != ["bench"]:           # the benchmark keeps both peers at their default threads
         _one_blas_thread()
     if argv[:1] in (["bench"], ["compare"], ["figures"]):     # these parse their own options
         return _self_parsing(argv[0], argv[1:])
