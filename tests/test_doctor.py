@@ -107,7 +107,7 @@ def test_a_broken_probe_becomes_a_row_never_a_traceback(monkeypatch):
 
 
 def test_a_broken_threadpoolctl_does_not_fail_numpy(monkeypatch):
-    import threadpoolctl
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl is optional (scikit-learn brings it)")
 
     def broken():
         raise OSError("cannot inspect the loaded libraries")
