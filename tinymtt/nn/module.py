@@ -55,21 +55,21 @@ class Module:
         for child_name, child in self.children():
             yield from child.named_modules(f"{prefix}.{child_name}" if prefix else child_name)
 
+    def _flat(self, attribute) -> dict:
+        """``self.<attribute>`` (params or grads) of every layer, by dotted name."""
+        found = {}
+        for prefix, layer in self.named_modules():
+            for name, value in getattr(layer, attribute).items():
+                found[f"{prefix}.{name}" if prefix else name] = value
+        return found
+
     def parameters(self) -> dict:
         """Every parameter of this layer and its sub-layers, by dotted name."""
-        found = {name: value for name, value in self.params.items()}
-        for child_name, child in self.children():
-            for name, value in child.parameters().items():
-                found[f"{child_name}.{name}"] = value
-        return found
+        return self._flat("params")
 
     def gradients(self) -> dict:
         """The gradients, with the same dotted names as ``parameters()``."""
-        found = {name: value for name, value in self.grads.items()}
-        for child_name, child in self.children():
-            for name, value in child.gradients().items():
-                found[f"{child_name}.{name}"] = value
-        return found
+        return self._flat("grads")
 
     def zero_grad(self):
         for grad in self.gradients().values():
