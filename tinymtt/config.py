@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-KINDS = ("token", "sequence", "regression")
+from .nn.heads import KINDS
+from .validation import check_integer, check_positive_integer, check_probability
+
 MODES = ("conditioned", "joint")
 
 
@@ -21,22 +23,15 @@ class TaskSpec:
             raise ValueError(f"task name must be a non-empty string without dots, got {self.name!r}")
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if isinstance(self.num_outputs, bool) or not isinstance(self.num_outputs, int) or self.num_outputs < 1:
-            raise ValueError(f"task {self.name!r}: num_outputs must be a positive integer, got {self.num_outputs!r}")
+        self.num_outputs = check_positive_integer(self.num_outputs, f"task {self.name!r}: num_outputs")
         if self.kind != "regression" and self.num_outputs < 2:
             raise ValueError(f"task {self.name!r}: a classification task needs num_outputs >= 2 classes, "
                              f"got {self.num_outputs}")
 
 
-def _int_at_least(config, name, low):
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 @dataclass
 class ModelConfig:
-    """Everything that defines a MultiTaskTransformer (names as in DESIGN.md).
+    """Everything that defines a MultiTaskTransformer (names as in docs/DESIGN.md).
 
     Give exactly one of ``vocab_size`` (token inputs, B×S ids) and
     ``input_dim`` (continuous inputs, B×S×K, through a Linear).
@@ -69,26 +64,26 @@ class ModelConfig:
         if (self.vocab_size is None) == (self.input_dim is None):
             raise ValueError("give exactly one of vocab_size (token inputs) and input_dim (continuous inputs), "
                              f"got vocab_size={self.vocab_size!r}, input_dim={self.input_dim!r}")
+        # integers are stored as Python ints: a NumPy integer would not go to JSON
         if self.vocab_size is not None:
-            _int_at_least(self, "vocab_size", 1)
+            self.vocab_size = check_integer(self.vocab_size, "vocab_size", 1)
         if self.input_dim is not None:
-            _int_at_least(self, "input_dim", 1)
+            self.input_dim = check_integer(self.input_dim, "input_dim", 1)
         for name in ("max_len", "d_model", "num_heads", "d_ff", "num_layers"):
-            _int_at_least(self, name, 1)
+            setattr(self, name, check_integer(getattr(self, name), name, 1))
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model must be divisible by num_heads, got d_model={self.d_model}, "
                              f"num_heads={self.num_heads}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        self.dropout = check_probability(self.dropout, "dropout")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.activation not in ("gelu", "relu"):
             raise ValueError(f"activation must be 'gelu' or 'relu', got {self.activation!r}")
         if self.task_hidden is not None:
-            _int_at_least(self, "task_hidden", 1)
+            self.task_hidden = check_integer(self.task_hidden, "task_hidden", 1)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        _int_at_least(self, "seed", 0)
+        self.seed = check_integer(self.seed, "seed", 0)
 
     @property
     def num_tasks(self) -> int:

@@ -23,26 +23,9 @@ parameter: float32 training stays float32.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 from .backend import array_module, to_float
-from .validation import ShapeError, check_array, check_same_module, describe
-
-
-def _number(value, name, *, low=0.0, high=math.inf, low_open=False, high_open=False):
-    """A real number in the given interval, as a Python float, or a ValueError naming it."""
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return float(value)
-
-
-def _integer(value, name, *, low=0):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+from .validation import ShapeError, check_array, check_integer, check_number, check_same_module, describe
 
 
 def _plain(value):
@@ -81,7 +64,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        self._lr = _number(value, "lr")
+        self._lr = check_number(value, "lr")
 
     def _check_grads(self, grads):
         if not isinstance(grads, dict):
@@ -133,7 +116,7 @@ class Optimizer:
                 if value.shape != p.shape or value.dtype != p.dtype:
                     raise ShapeError(f"state[{key!r}] must match its parameter, a {describe(p)}, got {describe(value)}")
                 arrays[key] = array_module(p).array(value, dtype=p.dtype)   # a copy, on p's device
-        step_count = _integer(_plain(state["step"]), "state['step']")
+        step_count = check_integer(_plain(state["step"]), "state['step']")
         previous = self.hyperparameters()
         try:
             self._configure(**{key: _plain(state[key]) for key in previous})
@@ -165,8 +148,8 @@ class SGD(Optimizer):
 
     def _configure(self, lr, momentum, weight_decay, nesterov):
         self.lr = lr
-        self.momentum = _number(momentum, "momentum", high=1.0, high_open=True)
-        self.weight_decay = _number(weight_decay, "weight_decay")
+        self.momentum = check_number(momentum, "momentum", high=1.0, high_open=True)
+        self.weight_decay = check_number(weight_decay, "weight_decay")
         if not isinstance(nesterov, bool) and nesterov not in (0, 1):
             raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
         if nesterov and self.momentum == 0.0:
@@ -211,10 +194,10 @@ class Adam(Optimizer):
 
     def _configure(self, lr, beta1, beta2, eps, weight_decay):
         self.lr = lr
-        self.betas = (_number(beta1, "betas[0] (beta1)", high=1.0, high_open=True),
-                      _number(beta2, "betas[1] (beta2)", high=1.0, high_open=True))
-        self.eps = _number(eps, "eps", low_open=True)      # eps > 0: no 0/0 where v = 0
-        self.weight_decay = _number(weight_decay, "weight_decay")
+        self.betas = (check_number(beta1, "betas[0] (beta1)", high=1.0, high_open=True),
+                      check_number(beta2, "betas[1] (beta2)", high=1.0, high_open=True))
+        self.eps = check_number(eps, "eps", low_open=True)      # eps > 0: no 0/0 where v = 0
+        self.weight_decay = check_number(weight_decay, "weight_decay")
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
@@ -286,7 +269,7 @@ def clip_grad_norm(grads, max_norm, error_if_nonfinite=False) -> float:
     (so a norm within 1e-6 of max_norm is still scaled a hair). A non-finite
     norm raises a ValueError when error_if_nonfinite is True.
     """
-    max_norm = _number(max_norm, "max_norm", low_open=True)
+    max_norm = check_number(max_norm, "max_norm", low_open=True)
     norm = global_grad_norm(grads)
     if error_if_nonfinite and not math.isfinite(norm):
         raise ValueError(f"the global gradient norm is {norm}: some gradient holds inf or NaN")
@@ -301,10 +284,10 @@ class Constant:
     """lr(step) = lr for every step (steps count from 1)."""
 
     def __init__(self, lr):
-        self.lr = _number(lr, "lr")
+        self.lr = check_number(lr, "lr")
 
     def __call__(self, step) -> float:
-        _integer(step, "step", low=1)
+        check_integer(step, "step", low=1)
         return self.lr
 
     def __repr__(self):
@@ -321,15 +304,15 @@ class WarmupCosine:
     """
 
     def __init__(self, base_lr, warmup_steps, total_steps, min_lr=0.0):
-        self.base_lr = _number(base_lr, "base_lr")
-        self.warmup_steps = _integer(warmup_steps, "warmup_steps")
-        self.total_steps = _integer(total_steps, "total_steps", low=1)
+        self.base_lr = check_number(base_lr, "base_lr")
+        self.warmup_steps = check_integer(warmup_steps, "warmup_steps")
+        self.total_steps = check_integer(total_steps, "total_steps", low=1)
         if self.warmup_steps > self.total_steps:
             raise ValueError(f"warmup_steps must be <= total_steps ({self.total_steps}), got {warmup_steps}")
-        self.min_lr = _number(min_lr, "min_lr", high=self.base_lr)
+        self.min_lr = check_number(min_lr, "min_lr", high=self.base_lr)
 
     def __call__(self, step) -> float:
-        step = _integer(step, "step", low=1)
+        step = check_integer(step, "step", low=1)
         if step <= self.warmup_steps:
             return self.base_lr * step / self.warmup_steps
         if step >= self.total_steps:
@@ -351,12 +334,12 @@ class InverseSqrt:
     """
 
     def __init__(self, d_model, warmup_steps, scale=1.0):
-        self.d_model = _integer(d_model, "d_model", low=1)
-        self.warmup_steps = _integer(warmup_steps, "warmup_steps", low=1)
-        self.scale = _number(scale, "scale", low_open=True)
+        self.d_model = check_integer(d_model, "d_model", low=1)
+        self.warmup_steps = check_integer(warmup_steps, "warmup_steps", low=1)
+        self.scale = check_number(scale, "scale", low_open=True)
 
     def __call__(self, step) -> float:
-        step = _integer(step, "step", low=1)
+        step = check_integer(step, "step", low=1)
         return self.scale * self.d_model ** -0.5 * min(step ** -0.5, step * self.warmup_steps ** -1.5)
 
     def __repr__(self):

@@ -9,11 +9,12 @@ layers; every other layer may use it.
 
 from __future__ import annotations
 
+import math
 import numbers
 
-from .backend import array_module, is_cupy_array
-
 import numpy
+
+from .backend import array_module, is_cupy_array
 
 
 class ShapeError(ValueError):
@@ -104,3 +105,45 @@ def check_probability(p, name: str):
     if isinstance(p, (bool, numpy.bool_)) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) < 1.0:
         raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
     return float(p)
+
+
+def check_integer(value, name: str, low: int = 0, *, wanted: str | None = None) -> int:
+    """Require an integer >= ``low`` (a Python or NumPy integer, never a bool); returns it as an int.
+
+    wanted: how the message words the requirement (default "an integer >= low").
+    """
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be {wanted or f'an integer >= {low}'}, got {value!r}")
+    return int(value)
+
+
+def check_positive_integer(value, name: str) -> int:
+    """Require an integer >= 1 (sizes, counts, steps); returns it as an int."""
+    return check_integer(value, name, 1, wanted="a positive integer")
+
+
+def check_number(value, name: str, *, low=0.0, high=math.inf, low_open=False, high_open=False) -> float:
+    """Require a finite real number in the interval [low, high] (ends open on request); returns a float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, numpy.bool_)) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return float(value)
+
+
+def scalar_upstream(dout, dtype, xp):
+    """The upstream gradient of a 0-d loss, in the loss's dtype (no float64 upcast).
+
+    dout: a Python float (kept as it is: a "weak" scalar takes the array's dtype),
+    a NumPy scalar or a 0-d array; anything else is a named error.
+    """
+    if isinstance(dout, (int, float)) and not isinstance(dout, bool):
+        return float(dout)
+    if getattr(dout, "ndim", None) == 0 and not isinstance(dout, xp.ndarray):
+        dout = xp.asarray(dout)   # a NumPy scalar, e.g. one entry of a (T,) array of loss gradients
+    check_array(dout, "dout", kind="float")
+    if dout.ndim != 0:
+        raise ShapeError(f"dout must be a scalar (a 0-d array or a Python float: the loss is 0-d), "
+                         f"got {describe(dout)}")
+    return xp.asarray(dout, dtype=dtype)

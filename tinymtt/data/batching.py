@@ -33,6 +33,7 @@ import numpy
 
 from .. import backend
 from ..config import MODES
+from ..validation import check_integer, check_positive_integer
 from .dataset import MultiTaskDataset, as_indices
 
 SAMPLING = ("uniform", "proportional", "temperature")
@@ -49,12 +50,6 @@ def _check_mode(mode):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return mode
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _cut(array, seq_len, fill):
@@ -105,7 +100,7 @@ def make_batch(dataset, indices, mode, task_ids=None, seq_len=None) -> dict:
         raise ValueError("indices must select at least one example, got none")
     task_ids = _check_task_ids(dataset, rows, mode, task_ids)
     lengths = dataset.lengths[rows]
-    seq_len = int(lengths.max()) if seq_len is None else _positive_int(seq_len, "seq_len")
+    seq_len = int(lengths.max()) if seq_len is None else check_positive_integer(seq_len, "seq_len")
     lengths = numpy.minimum(lengths, seq_len)
     token_inputs = dataset.vocab_size is not None
     real = numpy.arange(seq_len) < lengths[:, None]                              # (B, S) the mask
@@ -168,14 +163,13 @@ class BatchIterator:
     def __init__(self, dataset, batch_size, mode, seed=0, sampling="uniform", temperature=2.0,
                  shuffle=True, drop_last=False, seq_len=None):
         self.dataset = _check_dataset(dataset)
-        self.batch_size = _positive_int(batch_size, "batch_size")
+        self.batch_size = check_positive_integer(batch_size, "batch_size")
         self.mode = _check_mode(mode)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_integer(seed, "seed")
         self.sampling, self.temperature = sampling, temperature
         self.weights = sampling_weights(list(dataset.task_counts().values()), sampling, temperature)   # (T,)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
-        self.seq_len = None if seq_len is None else _positive_int(seq_len, "seq_len")
+        self.seq_len = None if seq_len is None else check_positive_integer(seq_len, "seq_len")
         if len(self) == 0:
             raise ValueError(f"batch_size={batch_size} with drop_last=True leaves no batch of the "
                              f"{len(dataset)} examples")

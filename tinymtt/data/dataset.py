@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from ..config import TaskSpec
-from ..validation import ShapeError, describe
+from ..validation import ShapeError, check_integer, describe
 
 
 def as_indices(indices, size: int, name: str = "indices"):
@@ -41,6 +41,17 @@ def as_indices(indices, size: int, name: str = "indices"):
         bad = array.min() if array.min() < 0 else array.max()
         raise IndexError(f"{name} must lie in [0, {size}) (the number of examples), got {bad}")
     return array.astype(numpy.int64, copy=False)
+
+
+def choose_tasks(tasks, available) -> list:
+    """The task names a data set maker builds: ``available`` for None, else distinct names among them."""
+    if tasks is None:
+        return list(available)
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = sorted(set(names) - set(available))
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"tasks must list distinct names from {list(available)}, got {names}")
+    return names
 
 
 def _host_array(value, name):
@@ -165,8 +176,7 @@ class MultiTaskDataset:
                 or not all(isinstance(f, numbers.Real) and not isinstance(f, bool) and f >= 0 for f in fractions)
                 or abs(sum(fractions) - 1.0) > 1e-6):
             raise ValueError(f"fractions must be a list of non-negative numbers that sum to 1, got {fractions!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = check_integer(seed, "seed")
         order = numpy.random.default_rng(seed).permutation(len(self))
         cuts = numpy.rint(numpy.cumsum(fractions) * len(self)).astype(int)
         cuts[-1] = len(self)

@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy
 
 from ..config import TaskSpec
-from .dataset import MultiTaskDataset
-from .sequences import _check_int, _choose_tasks
+from ..validation import check_integer
+from .dataset import MultiTaskDataset, choose_tasks
 
 DIGITS_TASKS = ("digit", "transform", "row")
 TRANSFORMS = ("identity", "horizontal flip", "vertical flip", "rotate 180")
@@ -60,8 +60,8 @@ def _load_sklearn_digits():
 
 def load_digits_suite(seed: int = 0, tasks=None) -> MultiTaskDataset:
     """The digits suite with the tasks of DIGITS_TASKS (all by default); seeded transforms and blank rows."""
-    seed = _check_int(seed, "seed", 0)
-    names = _choose_tasks(tasks, DIGITS_TASKS)
+    seed = check_integer(seed, "seed", 0)
+    names = choose_tasks(tasks, DIGITS_TASKS)
     images, labels = _load_sklearn_digits()                       # (1797, 8, 8) in 0..16, (1797,)
     size, height, width = images.shape
     rng = numpy.random.default_rng(seed)

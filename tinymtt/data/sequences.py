@@ -24,25 +24,10 @@ from __future__ import annotations
 import numpy
 
 from ..config import TaskSpec
-from .dataset import MultiTaskDataset
+from ..validation import check_integer
+from .dataset import MultiTaskDataset, choose_tasks
 
 SEQUENCE_TASKS = ("sort", "reverse", "max", "mean")
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _choose_tasks(tasks, available):
-    if tasks is None:
-        return list(available)
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    unknown = sorted(set(names) - set(available))
-    if not names or unknown or len(set(names)) != len(names):
-        raise ValueError(f"tasks must list distinct names from {list(available)}, got {names}")
-    return names
 
 
 def sequence_targets(inputs, lengths, num_digits: int) -> dict:
@@ -76,12 +61,12 @@ def make_sequence_suite(num_examples: int, seed: int = 0, min_len: int = 4, max_
     depend on ``tasks`` (a single-task run sees the same sequences as a
     multi-task one). Lengths are uniform in [min_len, max_len].
     """
-    num_examples = _check_int(num_examples, "num_examples", 1)
-    seed = _check_int(seed, "seed", 0)
-    min_len = _check_int(min_len, "min_len", 1)
-    max_len = _check_int(max_len, "max_len", min_len)
-    num_digits = _check_int(num_digits, "num_digits", 2)
-    names = _choose_tasks(tasks, SEQUENCE_TASKS)
+    num_examples = check_integer(num_examples, "num_examples", 1)
+    seed = check_integer(seed, "seed", 0)
+    min_len = check_integer(min_len, "min_len", 1)
+    max_len = check_integer(max_len, "max_len", min_len)
+    num_digits = check_integer(num_digits, "num_digits", 2)
+    names = choose_tasks(tasks, SEQUENCE_TASKS)
     rng = numpy.random.default_rng(seed)
     lengths = rng.integers(min_len, max_len + 1, size=num_examples)
     digits = rng.integers(0, num_digits, size=(num_examples, max_len))

@@ -16,8 +16,8 @@ from typing import NamedTuple
 from .. import backend
 from ..ops import (attention_backward, attention_forward, merge_heads_backward, merge_heads_forward,
                    split_heads_backward, split_heads_forward)
-from ..validation import check_probability
-from .basic import Linear, _positive_int, call_rng
+from ..validation import check_positive_integer, check_probability
+from .basic import Linear, call_rng
 from .module import Module
 
 
@@ -42,8 +42,8 @@ class MultiHeadAttention(Module):
 
     def __init__(self, d_model, num_heads, rng, dropout=0.0, dtype="float32"):
         super().__init__()
-        _positive_int(d_model, "d_model")
-        _positive_int(num_heads, "num_heads")
+        check_positive_integer(d_model, "d_model")
+        check_positive_integer(num_heads, "num_heads")
         if d_model % num_heads:
             raise ValueError(f"d_model must be divisible by num_heads, got d_model={d_model}, num_heads={num_heads}")
         self.num_heads = num_heads

@@ -12,14 +12,8 @@ from .. import backend
 from ..ops import (dropout_backward, dropout_forward, embedding_backward, embedding_forward,
                    gelu_backward, gelu_forward, layernorm_backward, layernorm_forward,
                    linear_backward, linear_forward, relu_backward, relu_forward)
-from ..validation import check_probability
+from ..validation import check_positive_integer, check_probability
 from .module import Module
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def call_rng(seed, calls, xp):
@@ -32,8 +26,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, rng, bias=True, dtype="float32"):
         super().__init__()
-        _positive_int(in_features, "in_features")
-        _positive_int(out_features, "out_features")
+        check_positive_integer(in_features, "in_features")
+        check_positive_integer(out_features, "out_features")
         bound = 1.0 / math.sqrt(in_features)
         self.add_param("weight", rng.uniform(-bound, bound, (in_features, out_features)), dtype)
         if bias:
@@ -57,8 +51,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, dim, rng, dtype="float32"):
         super().__init__()
-        _positive_int(num_embeddings, "num_embeddings")
-        _positive_int(dim, "dim")
+        check_positive_integer(num_embeddings, "num_embeddings")
+        check_positive_integer(dim, "dim")
         self.add_param("weight", rng.standard_normal((num_embeddings, dim)) / math.sqrt(dim), dtype)
 
     def forward(self, ids):
@@ -77,7 +71,7 @@ class LayerNorm(Module):
 
     def __init__(self, dim, eps=1e-5, dtype="float32"):
         super().__init__()
-        _positive_int(dim, "dim")
+        check_positive_integer(dim, "dim")
         self.eps = eps
         self.add_param("gamma", [1.0] * dim, dtype)
         self.add_param("beta", [0.0] * dim, dtype)

@@ -14,12 +14,9 @@ from __future__ import annotations
 from ..backend import array_module
 from ..ops import (cross_entropy_backward, cross_entropy_forward, masked_mean_backward,
                    masked_mean_forward, mse_backward, mse_forward)
-from ..validation import check_array, check_shape
-from .basic import Linear, _positive_int
+from ..validation import check_array, check_positive_integer, check_shape
+from .basic import Linear
 from .module import Module
-
-KINDS = ("token", "sequence", "regression")
-
 
 class _Head(Module):
     """forward(h, mask) -> outputs; loss(outputs, targets, mask, present) -> loss;
@@ -27,7 +24,7 @@ class _Head(Module):
 
     def __init__(self, d_model, num_outputs, rng, dtype="float32"):
         super().__init__()
-        self.num_outputs = _positive_int(num_outputs, "num_outputs")
+        self.num_outputs = check_positive_integer(num_outputs, "num_outputs")
         self.linear = Linear(d_model, num_outputs, rng, dtype=dtype)
         self._loss_cache = None
 
@@ -101,9 +98,12 @@ class RegressionHead(_PooledHead):
     _loss_backward = staticmethod(mse_backward)
 
 
+HEADS = {head.kind: head for head in (TokenClassificationHead, SequenceClassificationHead, RegressionHead)}
+KINDS = tuple(HEADS)          # the task kinds: one per head ("token", "sequence", "regression")
+
+
 def make_head(kind, d_model, num_outputs, rng, dtype="float32"):
-    heads = {"token": TokenClassificationHead, "sequence": SequenceClassificationHead,
-             "regression": RegressionHead}
-    if kind not in heads:
+    """The head of a task of this ``kind`` (one of KINDS)."""
+    if kind not in HEADS:
         raise ValueError(f"task kind must be one of {KINDS}, got {kind!r}")
-    return heads[kind](d_model, num_outputs, rng, dtype=dtype)
+    return HEADS[kind](d_model, num_outputs, rng, dtype=dtype)

@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import array_module
-from ..validation import check_array, check_index_range, check_shape
+from ..validation import check_array, check_index_range, check_positive_integer, check_shape
 from .attention import MultiHeadAttention
-from .basic import LayerNorm, Linear, ReLU, _positive_int
+from .basic import LayerNorm, Linear, ReLU
 from .module import Module
 
 
@@ -39,10 +39,10 @@ class TaskEncoder(Module):
 
     def __init__(self, num_tasks, d_model, rng, hidden=None, dtype="float32"):
         super().__init__()
-        self.num_tasks = _positive_int(num_tasks, "num_tasks")
+        self.num_tasks = check_positive_integer(num_tasks, "num_tasks")
         self.dtype = dtype
         if hidden:
-            self.hidden = Linear(num_tasks, _positive_int(hidden, "hidden"), rng, dtype=dtype)
+            self.hidden = Linear(num_tasks, check_positive_integer(hidden, "hidden"), rng, dtype=dtype)
             self.relu = ReLU()
             self.out = Linear(hidden, d_model, rng, dtype=dtype)
         else:
@@ -77,7 +77,7 @@ class TaskAttention(Module):
 
     def __init__(self, d_model, num_heads, num_tasks, rng, gate=True, dropout=0.0, dtype="float32"):
         super().__init__()
-        self.num_tasks = _positive_int(num_tasks, "num_tasks")
+        self.num_tasks = check_positive_integer(num_tasks, "num_tasks")
         self.attn = MultiHeadAttention(d_model, num_heads, rng, dropout=dropout, dtype=dtype)
         self.norm = LayerNorm(d_model, dtype=dtype)
         self.gated = bool(gate)

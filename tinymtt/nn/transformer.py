@@ -14,7 +14,8 @@ gradient passes straight through *and* through f, and the two are added.
 
 from __future__ import annotations
 
-from .basic import Dropout, LayerNorm, Linear, _positive_int, activation
+from ..validation import check_positive_integer
+from .basic import Dropout, LayerNorm, Linear, activation
 from .attention import MultiHeadAttention
 from .module import Module
 
@@ -82,7 +83,7 @@ class Encoder(Module):
     def __init__(self, num_layers, d_model, num_heads, d_ff, rng, dropout=0.0, norm_first=True,
                  activation_name="gelu", dtype="float32"):
         super().__init__()
-        _positive_int(num_layers, "num_layers")
+        check_positive_integer(num_layers, "num_layers")
         self.blocks = [TransformerBlock(d_model, num_heads, d_ff, rng, dropout, norm_first, activation_name, dtype)
                        for _ in range(num_layers)]
         self.final_norm = LayerNorm(d_model, dtype=dtype) if norm_first else None

@@ -12,7 +12,7 @@ from .dropout import dropout_backward, dropout_forward  # noqa: F401
 from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward  # noqa: F401
 from .layernorm import layernorm_backward, layernorm_forward  # noqa: F401
 from .losses import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward, weighted_sum_backward, weighted_sum_forward  # noqa: F401
-from .heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward  # noqa: F401
+from .split_heads import merge_heads_backward, merge_heads_forward, split_heads_backward, split_heads_forward  # noqa: F401
 from .attention import attention_backward, attention_forward  # noqa: F401
 from .masks import causal_mask, padding_mask  # noqa: F401
 from .pooling import masked_mean_backward, masked_mean_forward  # noqa: F401

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy
 
 from ..backend import array_module, get_array_module, scatter_add
-from ..validation import check_array, check_index_range, check_same_module
+from ..validation import check_array, check_index_range, check_positive_integer, check_same_module
 
 
 class EmbeddingCache(NamedTuple):
@@ -54,12 +53,6 @@ def embedding_backward(dout, cache: EmbeddingCache):
     return dtable
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def positional_encoding(seq_len, dim, dtype="float32", xp=None):
     """The fixed sinusoidal table P of "Attention Is All You Need".
 
@@ -74,8 +67,8 @@ def positional_encoding(seq_len, dim, dtype="float32", xp=None):
     Computed on the host in float64 (the angles reach S, where float32 has
     lost digits), then cast to ``dtype`` and moved to the device.
     """
-    seq_len = _check_positive_int(seq_len, "seq_len")
-    dim = _check_positive_int(dim, "dim")
+    seq_len = check_positive_integer(seq_len, "seq_len")
+    dim = check_positive_integer(dim, "dim")
     if numpy.dtype(dtype).kind != "f":
         raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}")
     xp = xp or get_array_module()

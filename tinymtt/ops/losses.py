@@ -16,21 +16,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import array_module
-from ..validation import ShapeError, check_array, check_index_range, check_same_module, check_shape, describe
+from ..validation import (ShapeError, check_array, check_index_range, check_same_module, check_shape, describe,
+                          scalar_upstream)
 from .softmax import log_softmax_forward
-
-
-def _scalar_upstream(dout, dtype, xp):
-    """The upstream gradient of a 0-d loss, in the loss's dtype (no float64 upcast)."""
-    if isinstance(dout, (int, float)) and not isinstance(dout, bool):
-        return float(dout)   # a Python float is "weak": it takes the array's dtype
-    if getattr(dout, "ndim", None) == 0 and not isinstance(dout, xp.ndarray):
-        dout = xp.asarray(dout)   # a NumPy scalar, e.g. one entry of a (T,) array of loss gradients
-    check_array(dout, "dout", kind="float")
-    if dout.ndim != 0:
-        raise ShapeError(f"dout must be a scalar (a 0-d array or a Python float: the loss is 0-d), "
-                         f"got {describe(dout)}")
-    return xp.asarray(dout, dtype=dtype)
 
 
 def _check_mask(mask, shape, name="mask"):
@@ -99,7 +87,7 @@ def cross_entropy_backward(dout, cache: CrossEntropyCache):
     """
     probs = cache.probs
     xp = array_module(probs)
-    scale = _scalar_upstream(dout, probs.dtype, xp) / cache.count
+    scale = scalar_upstream(dout, probs.dtype, xp) / cache.count
     onehot = cache.targets[..., None] == xp.arange(probs.shape[-1])   # (..., C) bool
     dlogits = (probs - onehot) * scale
     if cache.mask is not None:
@@ -153,7 +141,7 @@ def mse_backward(dout, cache: MSECache):
     """
     diff = cache.diff
     xp = array_module(diff)
-    dpred = diff * (2 * _scalar_upstream(dout, diff.dtype, xp) / cache.count)
+    dpred = diff * (2 * scalar_upstream(dout, diff.dtype, xp) / cache.count)
     if cache.mask is not None:
         dpred = xp.where(cache.mask, dpred, 0)   # where, not ×: a NaN target at a hidden spot stays hidden
     return dpred
@@ -193,5 +181,5 @@ def weighted_sum_backward(dout, cache: WeightedSumCache):
     """
     losses, weights = cache.losses, cache.weights
     xp = array_module(losses)
-    scale = _scalar_upstream(dout, xp.result_type(losses.dtype, weights.dtype), xp)
+    scale = scalar_upstream(dout, xp.result_type(losses.dtype, weights.dtype), xp)
     return weights * scale, losses * scale

@@ -9,18 +9,10 @@ combine with ``&``:
 
 from __future__ import annotations
 
-import numbers
-
 import numpy
 
 from ..backend import array_module, get_array_module, is_cupy_array
-from ..validation import ShapeError, check_array, describe
-
-
-def _check_seq_len(seq_len):
-    if isinstance(seq_len, bool) or not isinstance(seq_len, numbers.Integral) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
-    return int(seq_len)
+from ..validation import ShapeError, check_array, check_positive_integer, describe
 
 
 def causal_mask(seq_len, xp=None):
@@ -31,7 +23,7 @@ def causal_mask(seq_len, xp=None):
                           [T, T, T]]
     xp: the array module to build it in (default: the current backend).
     """
-    seq_len = _check_seq_len(seq_len)
+    seq_len = check_positive_integer(seq_len, "seq_len")
     xp = xp or get_array_module()
     positions = xp.arange(seq_len)
     return positions[None, :] <= positions[:, None]
@@ -50,7 +42,7 @@ def padding_mask(lengths_or_bool, seq_len):
         padding_mask([2, 3], 3)[:, 0, 0]  ->  [[T, T, F],
                                                [T, T, T]]
     """
-    seq_len = _check_seq_len(seq_len)
+    seq_len = check_positive_integer(seq_len, "seq_len")
     value = lengths_or_bool
     if not (isinstance(value, numpy.ndarray) or is_cupy_array(value)):
         if not isinstance(value, (list, tuple)):

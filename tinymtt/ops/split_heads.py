@@ -11,10 +11,9 @@ NumPy/CuPy can give one (reshape and transpose copy nothing unless they must).
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
-from ..validation import ShapeError, check_array, check_shape
+from ..validation import ShapeError, check_array, check_positive_integer, check_shape
 
 
 class SplitHeadsCache(NamedTuple):
@@ -26,12 +25,6 @@ class MergeHeadsCache(NamedTuple):
     shape: tuple    # (B, H, S, Dh) the input shape
 
 
-def _check_num_heads(num_heads):
-    if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral) or num_heads < 1:
-        raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
-    return int(num_heads)
-
-
 def split_heads_forward(x, num_heads):
     """(B, S, D) -> (B, H, S, Dh) with Dh = D / H.
 
@@ -41,7 +34,7 @@ def split_heads_forward(x, num_heads):
     returns out: (B, H, S, Dh), cache
     """
     check_array(x, "x", ndim=3)
-    num_heads = _check_num_heads(num_heads)
+    num_heads = check_positive_integer(num_heads, "num_heads")
     batch, seq_len, d_model = x.shape
     if d_model % num_heads != 0:
         raise ShapeError(f"the model width D must be divisible by num_heads: x has shape {tuple(x.shape)} "

@@ -6,7 +6,7 @@ import pytest
 
 from tinymtt import backend
 from tinymtt.gradcheck import check_op, rel_error
-from tinymtt.ops.heads import (merge_heads_backward, merge_heads_forward, split_heads_backward,
+from tinymtt.ops.split_heads import (merge_heads_backward, merge_heads_forward, split_heads_backward,
                                split_heads_forward)
 from helpers import host, randn, to_torch, torch_grads, torch_or_skip
 
