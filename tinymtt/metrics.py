@@ -72,10 +72,8 @@ class _Tally:
 def evaluate(model, dataset: MultiTaskDataset, batch_size=256) -> dict:
     """{task: {metric: value}} on ``dataset``, in eval mode (restored afterwards)."""
     mode = model.config.mode
-    was_training = model.training
-    model.eval()
     tallies = {t.name: _Tally(t.kind) for t in model.config.tasks}
-    try:
+    with model.evaluating():
         if mode == "joint":
             for rows in _batches(len(dataset), batch_size):
                 batch = make_batch(dataset, rows, "joint")
@@ -91,8 +89,6 @@ def evaluate(model, dataset: MultiTaskDataset, batch_size=256) -> dict:
                     outputs = model.forward(batch)
                     everyone = backend.array_module(batch["mask"]).ones(len(chosen), dtype=bool)
                     tally.update(outputs[name], batch["targets"][name], batch["mask"], everyone)
-    finally:
-        model.train(was_training)
     return {name: tally.result() for name, tally in tallies.items()}
 
 
@@ -103,12 +99,8 @@ def predict(model, dataset: MultiTaskDataset, rows, task: str):
         raise KeyError(f"task must be one of {names}, got {task!r}")
     rows = numpy.asarray(rows)
     task_ids = numpy.full(len(rows), names.index(task)) if model.config.mode == "conditioned" else None
-    was_training = model.training
-    model.eval()
-    try:
+    with model.evaluating():
         batch = make_batch(dataset, rows, model.config.mode, task_ids=task_ids)
         outputs = backend.to_numpy(model.forward(batch)[task])
-    finally:
-        model.train(was_training)
     kind = model.config.tasks[names.index(task)].kind
     return outputs if kind == "regression" else outputs.argmax(axis=-1)

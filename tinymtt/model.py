@@ -1,6 +1,6 @@
 """MultiTaskTransformer: embedding, task encoder, encoder, task attention, heads, weighted loss.
 
-The math is DESIGN.md's "The model". In short, for token inputs x (B, S):
+In short, for token inputs x (B, S):
 
     e      = E[x]·√D + P[:S]                                  (B, S, D)
     conditioned:  h0 = e + Tf[task_b]   (one task id per example)
@@ -18,18 +18,40 @@ A batch is a dict:
     present   {task name: (B,) bool} -- joint mode, optional: which examples have that target
 In conditioned mode an example counts for the task it carries; in joint mode
 for every task whose target it has. A task absent from a batch has loss 0,
-and ``last_counted`` says so (never a zero loss passed off as a real one).
+and the result's ``counted`` says so (never a zero loss passed off as a real one).
+
+    result = model.loss(batch, weights)     # LossResult(total, losses, counted)
+    dweights = model.backward()             # every gradient; returns ∂L/∂w_τ = L_τ
+
+The math is docs/DESIGN.md's "The model".
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from . import backend
 from .config import ModelConfig, TaskSpec  # noqa: F401  (re-exported)
 from .nn import Embedding, Encoder, Linear, Module, TaskAttention, TaskEncoder, make_head
 from .ops import causal_mask, padding_mask, positional_encoding, weighted_sum_backward, weighted_sum_forward
 from .validation import ShapeError, check_array, check_index_range, check_shape
+
+
+class LossResult(NamedTuple):
+    """What ``MultiTaskTransformer.loss`` returns."""
+    total: object     # 0-d array, L = Σ_τ w_τ L_τ
+    losses: dict      # {task: 0-d array L_τ}, in the model's task order (0 for a task not counted)
+    counted: dict     # {task: bool}: whether the batch had an example of that task (its L_τ is real)
+
+
+class _Saved(NamedTuple):
+    """What forward (and then loss) keep for backward."""
+    size: int
+    seq_len: int
+    mask: object
+    task_ids: object
+    weighted: object = None    # the weighted sum's cache, once ``loss`` has run
 
 
 class MultiTaskTransformer(Module):
@@ -54,8 +76,6 @@ class MultiTaskTransformer(Module):
                                              c.dropout, c.dtype) if c.mode == "joint" else None)
         self.heads = [make_head(t.kind, c.d_model, t.num_outputs, rng, c.dtype) for t in c.tasks]
         self.positions = positional_encoding(c.max_len, c.d_model, dtype=c.dtype)  # fixed, not a parameter
-        self.weight_grads = None
-        self.last_counted = None
 
     # -- batch checks -------------------------------------------------------
     def check_batch(self, batch):
@@ -143,7 +163,7 @@ class MultiTaskTransformer(Module):
                                   stream_mask.reshape((size * tasks,) + attend.shape[1:]))
             hidden = self.task_attention(hidden.reshape(size, tasks, seq_len, c.d_model))
             outputs = {t.name: head.forward(hidden[:, i], mask) for i, (t, head) in enumerate(zip(c.tasks, self.heads))}
-        self.keep((size, seq_len, mask, task_ids))
+        self.keep(_Saved(size, seq_len, mask, task_ids))
         return outputs
 
     # -- loss ------------------------------------------------------------------
@@ -164,11 +184,15 @@ class MultiTaskTransformer(Module):
             raise ValueError("weights must be finite numbers")
         return array
 
-    def loss(self, batch, weights=None):
-        """(L, {name: L_τ}) with L = Σ w_τ L_τ; keeps what backward needs."""
+    def loss(self, batch, weights=None) -> LossResult:
+        """LossResult(total L = Σ w_τ L_τ, {name: L_τ}, {name: counted}); keeps what backward needs.
+
+        weights: None (all ones), {name: w}, or a sequence / array of T numbers.
+        """
         c = self.config
         outputs = self.forward(batch)
-        size, seq_len, mask, task_ids = self.saved()
+        saved = self.saved()
+        size, seq_len, mask, task_ids = saved.size, saved.seq_len, saved.mask, saved.task_ids
         xp = backend.array_module(mask)
         targets = self._check_targets(batch, size, seq_len)
         present_given = batch.get("present") or {}
@@ -190,28 +214,27 @@ class MultiTaskTransformer(Module):
             except (ShapeError, TypeError) as error:
                 raise type(error)(f"task {t.name!r}: {error}") from None
             counted[t.name] = bool(xp.any(present))
-        total, cache = weighted_sum_forward(xp.stack(losses), self.task_weights(weights, xp))
-        self._loss_cache = cache
-        self.last_counted = counted
-        return total, {t.name: loss for t, loss in zip(c.tasks, losses)}
+        total, weighted = weighted_sum_forward(xp.stack(losses), self.task_weights(weights, xp))
+        self.keep(saved._replace(weighted=weighted))
+        return LossResult(total, {t.name: loss for t, loss in zip(c.tasks, losses)}, counted)
 
     # -- backward --------------------------------------------------------------
     def backward(self, dlosses=None):
-        """Fill every gradient from the last ``loss`` call.
+        """Fill every gradient from the last ``loss`` call; returns ∂L/∂w (T,), which is L_τ.
 
-        Sets ``self.weight_grads`` = ∂L/∂w_τ = L_τ. ``dlosses`` (T,) replaces
-        ∂L/∂L_τ = w_τ -- e.g. a one-hot vector gives the gradient of one task's
-        loss alone (per-task gradients for the balancing strategies).
+        dlosses (T,) replaces ∂L/∂L_τ = w_τ -- e.g. a one-hot vector gives the
+        gradient of one task's loss alone (per-task gradients for the balancing
+        strategies). Gradients accumulate (+=), as in every layer.
         """
         c = self.config
-        cache = getattr(self, "_loss_cache", None)
-        if cache is None:
+        saved = self._cache
+        if saved is None or saved.weighted is None:
             raise RuntimeError("MultiTaskTransformer.backward was called before loss: run model.loss(batch) first")
-        xp = backend.array_module(cache.weights)
+        xp = backend.array_module(saved.weighted.weights)
         one = xp.asarray(1.0, dtype=c.dtype)
-        dlosses_weighted, self.weight_grads = weighted_sum_backward(one, cache)
+        dlosses_weighted, dweights = weighted_sum_backward(one, saved.weighted)
         dlosses = dlosses_weighted if dlosses is None else xp.asarray(dlosses, dtype=c.dtype)
-        size, seq_len = self.saved()[:2]
+        size, seq_len = saved.size, saved.seq_len
         if c.mode == "conditioned":
             dhidden = sum(head.backward(dlosses[i]) for i, head in enumerate(self.heads))
             dembedded = self.encoder.backward(dhidden)                          # (B, S, D)
@@ -227,3 +250,4 @@ class MultiTaskTransformer(Module):
             self.embedding.backward(dembedded * math.sqrt(c.d_model))
         else:
             self.input_proj.backward(dembedded)
+        return dweights

@@ -1,23 +1,28 @@
 """Multi-task learning strategies: loss weighting and gradient combination, each derived by hand.
 
-    pure rules      pcgrad, pcgrad_projected, mgda, mgda_weights, cagrad, cagrad_weights   (T, P) -> (P,) / (T,)
-                    uncertainty_forward/backward, dwa_weights, gradnorm_targets/forward/backward
-    strategies      make_strategy(name, num_tasks, **options), STRATEGIES: one interface the trainer calls
+    base            Strategy (the interface the trainer calls), GradientCombination
+    one file each   fixed, uncertainty, dwa, gradnorm, pcgrad, mgda, cagrad:
+                    the derivation, the pure rule (arrays in, arrays out), the strategy class
+    registry        make_strategy(name, num_tasks, **options), STRATEGIES
+    simplex         the Gram matrix and the Frank–Wolfe solver that PCGrad, MGDA and CAGrad share
     gradients       task_gradients(model) -> G (T, P), set_gradients(model, d)
+    diagnostics     gradient conflict: cosines, norms, ConflictLog
+    toy             the two-objective toy of the CAGrad paper
 
 The functions ``pcgrad``, ``mgda`` and ``cagrad`` share their modules' names, so
 as attributes of this package those names are the functions; reach the
 modules' other names with ``from tinymtt.mtl.pcgrad import partner_order``.
 """
 
-from .cagrad import cagrad, cagrad_weights
-from .diagnostics import ConflictLog, conflict_record, gradient_conflict, plot_conflict
-from .gradient_strategies import CAGrad, GradNorm, MGDA, PCGrad
+from .base import GradientCombination, Strategy
+from .cagrad import CAGrad, cagrad, cagrad_weights
+from .diagnostics import ConflictLog, conflict_record, gradient_conflict
+from .dwa import DynamicWeightAverage, dwa_weights
+from .fixed import Fixed
 from .gradients import parameter_slices, set_gradients, shared_parameter_names, task_gradients
-from .mgda import mgda, mgda_weights
-from .pcgrad import pcgrad, pcgrad_coefficients, pcgrad_projected
+from .gradnorm import GradNorm, gradnorm_backward, gradnorm_forward, gradnorm_targets
+from .mgda import MGDA, mgda, mgda_weights
+from .pcgrad import PCGrad, pcgrad, pcgrad_coefficients, pcgrad_projected
 from .registry import STRATEGIES, make_strategy, strategy_options
 from .simplex import gram_matrix
-from .strategies import DynamicWeightAverage, Fixed, Strategy, Uncertainty
-from .weighting import (dwa_weights, gradnorm_backward, gradnorm_forward, gradnorm_targets, uncertainty_backward,
-                        uncertainty_forward)
+from .uncertainty import Uncertainty, uncertainty_backward, uncertainty_forward

@@ -37,12 +37,13 @@ import math
 import numpy
 
 from ..backend import array_module
-from ..optim import _integer, _number
+from ..validation import check_integer, check_number
+from .base import GradientCombination
 from .simplex import combine_rows, frank_wolfe, gram_matrix
 
 
 def _check_c(c):
-    return _number(c, "c (the radius of the ball around g_0, in units of ‖g_0‖)")
+    return check_number(c, "c (the radius of the ball around g_0, in units of ‖g_0‖)")
 
 
 def _line_minimum(slope, radius, q0, q1, q2, step_max):
@@ -97,11 +98,27 @@ def cagrad_coefficients(gram, c=0.5, iterations=100):
 
 def cagrad_weights(grads, c=0.5, iterations=100):
     """a (T,) with cagrad(grads) = Σ_i a_i g_i, in the dtype and on the device of ``grads``."""
-    c, iterations = _check_c(c), _integer(iterations, "iterations", low=1)
+    c, iterations = _check_c(c), check_integer(iterations, "iterations", low=1)
     return array_module(grads).asarray(cagrad_coefficients(gram_matrix(grads), c, iterations), dtype=grads.dtype)
 
 
 def cagrad(grads, c=0.5, iterations=100):
     """The CAGrad update (P,): (g_0 + (√φ/‖g_w*‖) g_w*) / (1 + c²), from grads (T, P)."""
-    c, iterations = _check_c(c), _integer(iterations, "iterations", low=1)
+    c, iterations = _check_c(c), check_integer(iterations, "iterations", low=1)
     return combine_rows(cagrad_coefficients(gram_matrix(grads), c, iterations), grads)
+
+
+# -- the strategy --------------------------------------------------------------------
+class CAGrad(GradientCombination):
+    """CAGrad with radius ``c`` (0.5 default, as the paper's experiments), the update divided by 1 + c²."""
+
+    name = "cagrad"
+    options = {"c": 0.5, "iterations": 100}
+
+    def __init__(self, num_tasks, *, kinds=None, c=0.5, iterations=100):
+        super().__init__(num_tasks, kinds=kinds)
+        self.c = check_number(c, "c")
+        self.iterations = check_integer(iterations, "iterations", low=1)
+
+    def solve(self, gram):
+        return cagrad_coefficients(gram, self.c, self.iterations)

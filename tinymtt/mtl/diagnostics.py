@@ -17,9 +17,10 @@ counted) or whose gradient is exactly zero has no direction: its cosine is NaN
 here (``None`` in JSON), never a made-up 0.
 
 ``ConflictLog`` accumulates these over training steps (how often each pair
-conflicts, its mean cosine); ``conflict_record(model)`` measures one step from
-the model's last ``loss`` call (T extra backward passes, see its docstring);
-``plot_conflict`` draws a log or the ``conflict`` entries of a training history.
+conflicts, its mean cosine); ``conflict_record(model, counted)`` measures one
+step from the model's last ``loss`` call (T extra backward passes, see its
+docstring). tinymtt.train.callbacks logs them during training, and
+tinymtt.plots.history.plot_conflict draws a log or a training history.
 """
 
 from __future__ import annotations
@@ -82,14 +83,14 @@ def _jsonable(array):
         [None if not math.isfinite(float(v)) else float(v) for v in array]
 
 
-def conflict_record(model, task_names=None, task_grads=None) -> dict:
+def conflict_record(model, counted=None, *, task_names=None, task_grads=None) -> dict:
     """One step's {"norms", "cosine", "conflict", "pairs"} as JSON-able data, from the model's last loss.
 
-    Call after ``model.loss(batch)`` -- and after the training step's own
-    backward pass if there is one: the model's gradients are saved first and
-    *restored* afterwards (the parameters are not touched), so the optimizer step
-    that follows is exactly the one it would have been. The only other state
-    ``model.backward`` sets, ``model.weight_grads``, is restored too.
+    Call after ``result = model.loss(batch)``, with ``counted = result.counted``
+    (None: every task counts) -- and after the training step's own backward
+    pass if there is one: the model's gradients are saved first and *restored*
+    afterwards (the parameters are not touched), so the optimizer step that
+    follows is exactly the one it would have been.
 
     Cost: T extra backward passes (one per task, via ``task_gradients``) plus a
     copy of every gradient -- about T times the step's own backward pass. Log
@@ -99,19 +100,13 @@ def conflict_record(model, task_names=None, task_grads=None) -> dict:
     Shapes: norms (T,), cosine (T, T); None where a task was absent from the batch.
     """
     names = list(task_names or model.config.task_names)
-    counted = model.last_counted
     if task_grads is None:
-        if counted is None:
-            raise RuntimeError("conflict_record needs model.loss(batch) first: it backpropagates that loss "
-                               "once per task")
         saved = {name: grad.copy() for name, grad in model.gradients().items()}
-        saved_weight_grads = model.weight_grads
         try:
             task_grads = task_gradients(model, counted=counted)
         finally:
             for name, grad in model.gradients().items():
                 grad[...] = saved[name]
-            model.weight_grads = saved_weight_grads
     result = gradient_conflict(task_grads, counted)
     return {"tasks": names, "norms": _jsonable(result["norms"]), "cosine": _jsonable(result["cosine"]),
             "conflict": result["conflict"], "pairs": [list(pair) for pair in result["pairs"]]}
@@ -206,51 +201,3 @@ class ConflictLog:
         return {"tasks": names, "steps": total,
                 "conflict_share": self.steps_with_conflict / total if total else None,
                 "pairs": pairs, "mean_cosine": _jsonable(mean), "pair_conflict_share": _jsonable(share)}
-
-
-def plot_conflict(log, out_path, title=""):
-    """Each task pair's cosine against the step, and the mean-cosine matrix; the path (None without matplotlib).
-
-    log: a ConflictLog, or history records (a list of dicts, or a history.jsonl path) with ``conflict`` entries.
-    """
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not isinstance(log, ConflictLog):
-        log = ConflictLog.from_history(log)
-    names, num_tasks = log.task_names, len(log.task_names)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True,
-                                         gridspec_kw={"width_ratios": [1.6, 1]})
-    series = numpy.array(log.cosines) if log.cosines else numpy.zeros((0, num_tasks, num_tasks))
-    for i in range(num_tasks):
-        for j in range(i + 1, num_tasks):
-            left.plot(log.steps, series[:, i, j], marker="." if len(log.steps) < 60 else None,
-                      label=f"{names[i]} · {names[j]}")
-    left.axhline(0.0, color="black", linewidth=0.8)
-    left.set(xlabel="training step", ylabel="cosine similarity of task gradients",
-             title="task-gradient cosine on the shared parameters (< 0: conflict)", ylim=(-1.05, 1.05))
-    if num_tasks > 1:
-        left.legend(fontsize=8, ncol=2 if num_tasks > 3 else 1)
-    mean = log.mean_cosine()
-    image = right.imshow(mean, vmin=-1, vmax=1, cmap="RdBu")
-    share = log.conflict_share()
-    for i in range(num_tasks):
-        for j in range(num_tasks):
-            if numpy.isfinite(mean[i, j]):
-                text = f"{mean[i, j]:+.2f}" if i == j else f"{mean[i, j]:+.2f}\n{100 * share[i, j]:.0f}% < 0"
-                right.text(j, i, text, ha="center", va="center", fontsize=8,
-                           color="white" if abs(mean[i, j]) > 0.6 else "black")
-    right.set_xticks(range(num_tasks), names, rotation=30)
-    right.set_yticks(range(num_tasks), names)
-    right.set_title(f"mean cosine over {len(log)} logged steps\n(and the share of steps with a conflict)")
-    figure.colorbar(image, ax=right, shrink=0.8, label="mean cosine")
-    if title:
-        figure.suptitle(title)
-    out_path = Path(out_path)
-    figure.savefig(out_path, dpi=110)
-    plt.close(figure)
-    return out_path

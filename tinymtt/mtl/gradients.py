@@ -4,7 +4,7 @@ The gradient methods need G (T, P): row i = ∇_θ L_i for the P shared numbers
 θ (every parameter but the heads ``heads.*``: embedding, task encoder, encoder,
 task attention). The model already computes a per-task gradient when told to:
 ``model.backward(dlosses)`` uses dlosses as ∂L/∂L_τ, so dlosses = s_i·e_i
-gives ∇(s_i L_i) alone. After one ``model.loss(batch)``:
+gives ∇(s_i L_i) alone. After one ``result = model.loss(batch)``:
 
     for each counted task i:  shared grads ← 0;  model.backward(dlosses = s_i e_i);  G[i] = flatten(shared grads)
 
@@ -49,17 +49,19 @@ def _check_names(model, names):
 def task_gradients(model, shared_names=None, counted=None, scales=None):
     """G (T, P): row i = ∇_shared (s_i L_i), flattened in the order of ``shared_names``.
 
-    Call after ``model.loss(batch)``. counted: which tasks had a target (default
-    ``model.last_counted``); scales: s (T,), default 1 (the trainer passes the
-    strategy's task weights). Leaves each head's gradient = ∇(s_i L_i) of its
-    task (module docstring); the shared gradients are overwritten by ``set_gradients``.
+    Call after ``result = model.loss(batch)``. counted: which tasks had a
+    target, ``result.counted`` (a dict in task order or T booleans); None runs
+    a backward pass for every task (a task with no example has loss 0, so its
+    row is zero all the same, at the price of the pass). scales: s (T,),
+    default 1 (the trainer passes the strategy's task weights). Leaves each
+    head's gradient = ∇(s_i L_i) of its task (module docstring); the shared
+    gradients are overwritten by ``set_gradients``.
     """
     shared_names = shared_parameter_names(model) if shared_names is None else list(shared_names)
     grads = _check_names(model, shared_names)
     num_tasks = model.config.num_tasks
-    counted = model.last_counted if counted is None else counted
     if counted is None:
-        raise RuntimeError("task_gradients needs model.loss(batch) first (it backpropagates that loss per task)")
+        counted = [True] * num_tasks
     counted = list(counted.values()) if isinstance(counted, dict) else list(counted)
     scales = numpy.ones(num_tasks) if scales is None else numpy.asarray(scales, dtype=numpy.float64)
     if len(counted) != num_tasks or scales.shape != (num_tasks,):

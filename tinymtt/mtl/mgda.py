@@ -35,7 +35,8 @@ from __future__ import annotations
 import numpy
 
 from ..backend import array_module
-from ..optim import _integer
+from ..validation import check_integer
+from .base import GradientCombination
 from .simplex import combine_rows, frank_wolfe, gram_matrix
 
 
@@ -69,12 +70,27 @@ def min_norm_weights(gram, iterations=100):
 
 def mgda_weights(grads, iterations=100):
     """α* (T,): the min-norm convex combination of the rows of ``grads`` (T, P), in its dtype and device."""
-    iterations = _integer(iterations, "iterations", low=1)
+    iterations = check_integer(iterations, "iterations", low=1)
     alpha = min_norm_weights(gram_matrix(grads), iterations)
     return array_module(grads).asarray(alpha, dtype=grads.dtype)
 
 
 def mgda(grads, iterations=100):
     """d = Σ_i α*_i g_i (P,): the min-norm point itself, not rescaled (module docstring)."""
-    iterations = _integer(iterations, "iterations", low=1)
+    iterations = check_integer(iterations, "iterations", low=1)
     return combine_rows(min_norm_weights(gram_matrix(grads), iterations), grads)
+
+
+# -- the strategy --------------------------------------------------------------------
+class MGDA(GradientCombination):
+    """MGDA: the min-norm point of the gradients' convex hull, not rescaled (module docstring says why)."""
+
+    name = "mgda"
+    options = {"iterations": 100}
+
+    def __init__(self, num_tasks, *, kinds=None, iterations=100):
+        super().__init__(num_tasks, kinds=kinds)
+        self.iterations = check_integer(iterations, "iterations", low=1)
+
+    def solve(self, gram):
+        return min_norm_weights(gram, self.iterations)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy
 
 from ..backend import array_module
+from ..validation import check_integer
+from .base import GradientCombination
 from .simplex import combine_rows, gram_matrix
 
 
@@ -85,3 +87,29 @@ def pcgrad(grads, rng=None):
     gradient of L = Σ_i L_i, the fixed strategy's update with every weight 1.
     """
     return combine_rows(pcgrad_matrix(gram_matrix(grads), rng).sum(axis=0), grads)
+
+
+# -- the strategy --------------------------------------------------------------------
+class PCGrad(GradientCombination):
+    """PCGrad; with ``shuffle`` (default) the partner order of step k is drawn from seed (``seed``, k)."""
+
+    name = "pcgrad"
+    options = {"seed": 0, "shuffle": True}
+
+    def __init__(self, num_tasks, *, kinds=None, seed=0, shuffle=True):
+        super().__init__(num_tasks, kinds=kinds)
+        self.seed = check_integer(seed, "seed")
+        if not isinstance(shuffle, (bool, numpy.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        self.shuffle, self.calls = bool(shuffle), 0
+
+    def solve(self, gram):
+        rng = numpy.random.default_rng([self.seed, self.calls]) if self.shuffle else None
+        self.calls += 1
+        return pcgrad_matrix(gram, rng).sum(axis=0)
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = check_integer(int(state["calls"]), "state['calls']")

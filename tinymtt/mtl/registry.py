@@ -1,37 +1,46 @@
-"""Strategies by name: ``make_strategy("pcgrad", num_tasks)``, and the names ``tinymtt train --strategy`` accepts."""
+"""Strategies by name: ``make_strategy("pcgrad", num_tasks)``, and the names ``tinymtt train --strategy`` accepts.
+
+To add a strategy: write its file in this package (derivation, rule, class
+with a ``name`` and its ``options``), then add its class to CLASSES below.
+"""
 
 from __future__ import annotations
 
-from .gradient_strategies import CAGrad, GradNorm, MGDA, PCGrad
-from .strategies import DynamicWeightAverage, Fixed, Uncertainty
+from .cagrad import CAGrad
+from .dwa import DynamicWeightAverage
+from .fixed import Fixed
+from .gradnorm import GradNorm
+from .mgda import MGDA
+from .pcgrad import PCGrad
+from .uncertainty import Uncertainty
 
-_CLASSES = {cls.name: cls for cls in (Fixed, Uncertainty, DynamicWeightAverage, GradNorm, PCGrad, MGDA, CAGrad)}
-STRATEGIES = tuple(_CLASSES)          # fixed, uncertainty, dwa, gradnorm, pcgrad, mgda, cagrad
+CLASSES = (Fixed, Uncertainty, DynamicWeightAverage, GradNorm, PCGrad, MGDA, CAGrad)   # the order of --help
+_BY_NAME = {cls.name: cls for cls in CLASSES}
+STRATEGIES = tuple(_BY_NAME)          # fixed, uncertainty, dwa, gradnorm, pcgrad, mgda, cagrad
+
+
+def strategy_class(name):
+    """The class registered under ``name``; a ValueError listing the names otherwise."""
+    if name not in _BY_NAME:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    return _BY_NAME[name]
 
 
 def strategy_options(name) -> dict:
     """{option: default} of a strategy (what --strategy-option accepts)."""
-    return dict(_strategy_class(name).options)
-
-
-def _strategy_class(name):
-    if name not in _CLASSES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
-    return _CLASSES[name]
+    return dict(strategy_class(name).options)
 
 
 def make_strategy(name, num_tasks, kinds=None, **options):
     """The strategy ``name`` for ``num_tasks`` tasks, with its options.
 
-    kinds: each task's kind ("token", "sequence", "regression"); uncertainty
-    weighting uses it (regression tasks get c_i = ½), the others ignore it.
+    kinds: each task's kind ("token", "sequence", "regression"), given to every
+    strategy (uncertainty weighting gives regression tasks c_i = ½).
     An unknown option is a ValueError that lists the strategy's options.
     """
-    cls = _strategy_class(name)
+    cls = strategy_class(name)
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
         known = ", ".join(f"{key} (default {value!r})" for key, value in cls.options.items()) or "none"
         raise ValueError(f"strategy {name!r} has no option {', '.join(unknown)}; its options: {known}")
-    if cls is Uncertainty:
-        options["kinds"] = kinds
-    return cls(num_tasks, **options)
+    return cls(num_tasks, kinds=kinds, **options)

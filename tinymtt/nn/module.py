@@ -19,6 +19,8 @@ Conventions every layer follows:
 
 from __future__ import annotations
 
+import contextlib
+
 from .. import backend
 
 
@@ -88,6 +90,20 @@ class Module:
 
     def eval(self):
         return self.train(False)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Eval mode inside a ``with`` block; the mode it had comes back afterwards, even after an error::
+
+            with model.evaluating():
+                outputs = model.forward(batch)      # no dropout
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     # -- the forward/backward contract -------------------------------------------
     def keep(self, cache):

@@ -16,10 +16,8 @@ import sys
 import time
 from collections import defaultdict
 
-from . import backend as tinymtt_backend
-
 # the op's module (tinymtt.ops.<module>) -> its category in the profile
-CATEGORIES = {"linear": "matmul/linear", "attention": "attention", "heads": "attention", "softmax": "softmax",
+CATEGORIES = {"linear": "matmul/linear", "attention": "attention", "split_heads": "attention", "softmax": "softmax",
               "layernorm": "layernorm", "activations": "gelu", "embedding": "embedding", "losses": "loss",
               "pooling": "loss", "dropout": "other", "masks": "other"}
 
@@ -76,24 +74,23 @@ class OpTimer:
         return False
 
 
-def profile_step(config_name, backend="numpy", steps=5, warmup=2) -> dict:
-    """Self time per op category and per function, in ms per step (mean over ``steps``)."""
-    from .bench import CONFIGS, build_tinymtt, host_batch, synchronizer
-    settings = CONFIGS[config_name]
-    with tinymtt_backend.use(backend):
-        synchronize = synchronizer(tinymtt_backend.get_array_module())
-        step, model, optimizer = build_tinymtt(settings, host_batch(settings))
-        for _ in range(warmup):
+def profile(step, synchronize, steps=5, warmup=2, patches=()) -> dict:
+    """Self time per op category and per function of ``step()``, in ms per step (mean over ``steps``).
+
+    synchronize: waits for the device (a no-op on the CPU); patches: (object,
+    attribute, category, name) of more functions to time, e.g. the optimizer's step.
+    """
+    for _ in range(warmup):
+        step()
+    with OpTimer(synchronize) as timer:
+        for namespace, attribute, category, name in patches:
+            timer.patch(namespace, attribute, category, name)
+        synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
             step()
-        with OpTimer(synchronize) as timer:
-            timer.patch(optimizer, "step", "optimizer", "AdamW.step")
-            timer.patch(model, "zero_grad", "other", "zero_grad")
-            synchronize()
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            synchronize()
-            total = time.perf_counter() - start
+        synchronize()
+        total = time.perf_counter() - start
     per_step = 1000.0 / steps
     by_function = {f"{category}: {name}": seconds * per_step
                    for (category, name), seconds in timer.self_seconds.items()}
@@ -105,11 +102,12 @@ def profile_step(config_name, backend="numpy", steps=5, warmup=2) -> dict:
     return {"step_ms": total * per_step, "by_category": ordered(by_category), "by_function": ordered(by_function)}
 
 
-def format_profile(profile, top=12) -> str:
-    total = profile["step_ms"]
+def format_profile(result, top=12) -> str:
+    """A profile as text: the categories with their shares, then the ``top`` functions."""
+    total = result["step_ms"]
     lines = [f"{'category':<16}{'ms/step':>9}{'share':>8}"]
-    lines += [f"{name:<16}{ms:>9.2f}{ms / total:>8.0%}" for name, ms in profile["by_category"].items()]
+    lines += [f"{name:<16}{ms:>9.2f}{ms / total:>8.0%}" for name, ms in result["by_category"].items()]
     lines.append(f"{'total':<16}{total:>9.2f}")
     lines.append(f"\n{'op (self time)':<40}{'ms/step':>9}")
-    lines += [f"{name:<40}{ms:>9.2f}" for name, ms in list(profile["by_function"].items())[:top]]
+    lines += [f"{name:<40}{ms:>9.2f}" for name, ms in list(result["by_function"].items())[:top]]
     return "\n".join(lines)

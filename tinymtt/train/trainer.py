@@ -3,16 +3,18 @@
 One step, written out:
 
     batch           = next batch (task sampling in conditioned mode)
-    {L_τ}           = model.loss(batch)                  one loss per task
+    result          = model.loss(batch)                  one loss per task, and which tasks counted
     w               = strategy.task_weights({L_τ})       (T,), 0 for a task with no target in the batch
     loss methods:   model.backward(dlosses=w)            every ∂L/∂θ of L = Σ_τ w_τ L_τ
     gradient methods (PCGrad, MGDA, CAGrad, GradNorm):
                     G = task_gradients(model)            (T, P): one backward pass per task
                     shared gradient ← strategy.combine(G)
+    callbacks       after_backward(trainer, step)        (tinymtt.train.callbacks)
     clip            g ← g · min(1, max_norm / ‖g‖)
     lr              = warmup + cosine schedule(step)
     AdamW           θ ← θ − lr·(m̂/(√v̂ + ε) + λθ)
     strategy.after_step({L_τ})                           uncertainty, DWA, GradNorm update their state
+    callbacks       after_step(trainer, step)
 
 A run folder (``out_dir``) holds everything a person or a resume needs:
 ``history.jsonl`` (one JSON object per logged step or evaluation, flushed as
@@ -24,17 +26,20 @@ counters, the strategy's state -- enough to resume *exactly*), and ``metrics.jso
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import backend, checkpoint
-from .data import BatchIterator, MultiTaskDataset
-from .metrics import evaluate
-from .mtl import STRATEGIES, conflict_record, make_strategy, parameter_slices, set_gradients, shared_parameter_names, task_gradients
-from .optim import AdamW, WarmupCosine, clip_grad_norm
+from .. import backend, checkpoint
+from ..data import BatchIterator, MultiTaskDataset
+from ..metrics import evaluate
+from ..mtl import STRATEGIES, make_strategy, parameter_slices, set_gradients, shared_parameter_names, task_gradients
+from ..optim import AdamW, WarmupCosine, clip_grad_norm
+from ..validation import check_integer, check_number, check_positive_integer
+from .callbacks import LogConflict, Step
+from .history import append_record, truncate_history
+from .progress import progress_bar
 
 
 STRATEGY_PREFIX = "strategy."       # the strategy's arrays in trainer.npz (the optimizer's are m.*, v.*)
@@ -65,18 +70,13 @@ class TrainConfig:
     log_conflict: bool = False           # every log_every steps: task-gradient cosines and norms (T extra backward passes)
 
     def __post_init__(self):
+        # numbers are stored as Python ints and floats: a NumPy scalar would not go to JSON
         for name in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, check_positive_integer(getattr(self, name), name))
         for name in ("warmup_steps", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            setattr(self, name, check_integer(getattr(self, name), name))
         for name in ("lr", "min_lr", "weight_decay", "clip_norm", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            setattr(self, name, check_number(getattr(self, name), name))
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.strategy not in STRATEGIES:
@@ -104,10 +104,15 @@ def _set_dropout_counters(model, counters):
 
 
 class Trainer:
-    """Trains ``model`` on ``train_set``; evaluates on ``val_set``; writes to ``out_dir``."""
+    """Trains ``model`` on ``train_set``; evaluates on ``val_set``; writes to ``out_dir``.
+
+    callbacks: objects with ``after_backward(trainer, step)`` and
+    ``after_step(trainer, step)`` (tinymtt.train.callbacks), called in order
+    at every step; ``config.log_conflict`` puts a LogConflict first.
+    """
 
     def __init__(self, model, train_set: MultiTaskDataset, val_set: MultiTaskDataset | None = None,
-                 config: TrainConfig | None = None, out_dir=None, progress=True, log=print):
+                 config: TrainConfig | None = None, out_dir=None, progress=True, log=print, callbacks=()):
         self.model, self.train_set, self.val_set = model, train_set, val_set
         self.config = c = config or TrainConfig()
         unknown = sorted(set(c.weights or {}) - set(model.config.task_names))
@@ -129,8 +134,8 @@ class Trainer:
                                       kinds=[t.kind for t in model.config.tasks], **options)
         self.shared_names = shared_parameter_names(model)
         self.strategy.attach(parameter_slices(model, self.shared_names))
+        self.callbacks = ([LogConflict()] if c.log_conflict else []) + list(callbacks)
         self.step = 0
-        self.last_conflict = None
         self.elapsed = 0.0
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,8 +143,7 @@ class Trainer:
     # -- history ---------------------------------------------------------------
     def _record(self, entry):
         if self.out_dir is not None:
-            with open(self.out_dir / "history.jsonl", "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            append_record(self.out_dir / "history.jsonl", entry)
 
     # -- one step ----------------------------------------------------------------
     def _next_batch(self):
@@ -151,53 +155,64 @@ class Trainer:
         while True:
             yield from self.batches
 
-    def train_step(self, batch):
-        """One optimisation step; returns (L, {task: L_τ}, grad norm) as floats."""
+    def _call(self, hook, step) -> float:
+        """Run every callback's ``hook``; returns the seconds they took."""
+        started = time.perf_counter()
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, step)
+        return time.perf_counter() - started
+
+    def train_step(self, batch) -> Step:
+        """One optimisation step; returns the ``Step`` the callbacks saw (losses, weights, norm as floats)."""
         model, strategy = self.model, self.strategy
+        started = time.perf_counter()
         model.zero_grad()
-        _, losses = model.loss(batch)                      # the strategy's weights enter through backward
-        values = {name: backend.to_float(loss) for name, loss in losses.items()}
+        result = model.loss(batch)                         # the strategy's weights enter through backward
+        values = {name: backend.to_float(loss) for name, loss in result.losses.items()}
         bad = [name for name, v in values.items() if not math.isfinite(v)]
         if bad:
             raise TrainingError(f"step {self.step + 1}: the loss of task {bad[0]!r} is {values[bad[0]]} (not "
                                 f"finite); per-task losses {values}. Lower the learning rate (--lr) or check the data")
-        counted = model.last_counted
-        weights = strategy.task_weights(values, counted)
+        weights = strategy.task_weights(values, result.counted)
         if strategy.needs_task_gradients:
-            task_grads = task_gradients(model, self.shared_names, counted, scales=weights)
-            set_gradients(model, strategy.combine(task_grads, values, counted), shared_names=self.shared_names)
+            task_grads = task_gradients(model, self.shared_names, result.counted, scales=weights)
+            set_gradients(model, strategy.combine(task_grads, values, result.counted), shared_names=self.shared_names)
         else:
             model.backward(dlosses=weights)
-        logging = (self.step + 1) % self.config.log_every == 0 or self.step + 1 == self.config.steps
-        self.last_conflict = conflict_record(model) if self.config.log_conflict and logging else None
+        number = self.step + 1
+        step = Step(number, batch, result, values, weights,
+                    logging=number % self.config.log_every == 0 or number == self.config.steps)
+        hooks = self._call("after_backward", step)
         norm = clip_grad_norm(model.gradients(), self.config.clip_norm) if self.config.clip_norm > 0 else None
         if norm is not None and not math.isfinite(norm):
-            raise TrainingError(f"step {self.step + 1}: the gradient norm is {norm} (not finite) although every "
+            raise TrainingError(f"step {number}: the gradient norm is {norm} (not finite) although every "
                                 f"loss is finite {values}; lower the learning rate (--lr)")
-        self.optimizer.lr = self.schedule(self.step + 1)
+        self.optimizer.lr = self.schedule(number)
         self.optimizer.step(model.gradients())
-        strategy.after_step(values, counted)
-        self.step += 1
-        return sum(w * value for w, value in zip(weights.tolist(), values.values())), values, norm
+        strategy.after_step(values, result.counted)
+        self.step = number
+        step.loss = sum(w * value for w, value in zip(weights.tolist(), values.values()))
+        step.grad_norm, step.seconds = norm, time.perf_counter() - started - hooks
+        self._call("after_step", step)
+        return step
 
     # -- the loop ----------------------------------------------------------------
     def fit(self):
         """Train up to ``config.steps``; returns the final validation metrics (or {})."""
         c = self.config
-        bar = _progress_bar(c.steps, self.step) if self.progress else None
+        bar = progress_bar(c.steps, self.step) if self.progress else None
         started = time.perf_counter() - self.elapsed
         try:
             while self.step < c.steps:
-                total, losses, norm = self.train_step(self._next_batch())
+                step = self.train_step(self._next_batch())
                 self.elapsed = time.perf_counter() - started
                 # a task with no example in the batch has no loss this step: null, never a fake 0
-                counted = self.model.last_counted
-                losses = {name: (value if counted.get(name, True) else None) for name, value in losses.items()}
-                if self.step % c.log_every == 0 or self.step == c.steps:
+                losses = {name: (value if step.result.counted[name] else None) for name, value in step.losses.items()}
+                if step.logging:
                     weights = dict(zip(losses, self.strategy.last_weights.tolist()))
-                    self._record({"step": self.step, "loss": total, "losses": losses, "weights": weights,
-                                  "lr": self.optimizer.lr, "grad_norm": norm, "seconds": round(self.elapsed, 3),
-                                  **({"conflict": self.last_conflict} if self.last_conflict else {})})
+                    self._record({"step": self.step, "loss": step.loss, "losses": losses, "weights": weights,
+                                  "lr": self.optimizer.lr, "grad_norm": step.grad_norm,
+                                  "seconds": round(self.elapsed, 3), **step.record})
                 if bar is not None:
                     bar.update(1)
                     if self.step % 5 == 0:
@@ -244,52 +259,5 @@ class Trainer:
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         if hasattr(self, "_stream"):
             del self._stream
-        self._truncate_history()
+        truncate_history(self.out_dir / "history.jsonl", self.step)     # the lines after the checkpoint come again
         return self
-
-    def _truncate_history(self):
-        """Drop history lines logged after the checkpoint (they will be logged again)."""
-        path = self.out_dir / "history.jsonl"
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= self.step]
-            path.write_text("".join(line + "\n" for line in kept))
-
-
-def read_history(path) -> list:
-    """The records of a history.jsonl file (a partial last line is skipped)."""
-    records = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def _progress_bar(total, start):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _PlainProgress(total, start)
-    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, mininterval=0.5)
-
-
-class _PlainProgress:
-    """What tqdm shows, printed every tenth of the run, when tqdm is not installed."""
-
-    def __init__(self, total, start):
-        self.total, self.count, self.postfix = total, start, {}
-        self.every = max(total // 10, 1)
-
-    def update(self, n):
-        self.count += n
-        if self.count % self.every == 0 or self.count == self.total:
-            losses = "  ".join(f"{k} {v}" for k, v in self.postfix.items())
-            print(f"step {self.count}/{self.total}  {losses}", flush=True)
-
-    def set_postfix(self, values, refresh=False):
-        self.postfix = values
-
-    def close(self):
-        pass

@@ -1,12 +1,12 @@
 """Check every hand-written gradient in tinymtt, in a few seconds: ops, layers, the model.
 
-    from tinymtt.selfcheck import run_checks, format_table
+    from tinymtt.gradcheck.suite import run_checks, format_table
     print(format_table(run_checks()))          # the `tinymtt gradcheck` command
 
 Three groups, from small to large (all in float64, on the current backend):
 
 * **op**: every ``*_forward``/``*_backward`` pair in ``tinymtt.ops``, through
-  ``gradcheck.check_op`` -- finite differences of ``sum(out · g)`` for every
+  ``check_op`` -- finite differences of ``sum(out · g)`` for every
   element of every input, with a random upstream g;
 * **layer**: every layer in ``tinymtt.nn``, through ``directional_check`` and
   ``coordinate_check`` of ``sum(out · g)`` over the layer's input and all its
@@ -28,11 +28,14 @@ from typing import NamedTuple
 
 import numpy
 
-from . import backend, gradcheck, model, nn, ops
-from .config import ModelConfig
+from .. import backend, model, nn, ops
+from ..config import ModelConfig
+from .checks import check_op
+from .numeric import MODEL_TOLERANCE, STEP, THRESHOLDS, TOLERANCE
+from .whole_model import coordinate_check, directional_check
 
 F64 = "float64"
-LAYER_TOLERANCE = gradcheck.MODEL_TOLERANCE   # a layer chains several ops: the whole-model threshold
+LAYER_TOLERANCE = MODEL_TOLERANCE   # a layer chains several ops: the whole-model threshold
 LINEAR_STEP = 1e-3   # an output linear in its input has no truncation error: a large h, less rounding
 
 
@@ -77,7 +80,7 @@ class _OpCase(NamedTuple):
     inputs: dict
     wrt: list | None = None
     kwargs: dict | None = None
-    h: float = gradcheck.STEP
+    h: float = STEP
     forward: object = None   # None: ops.<name>_forward
 
 
@@ -125,10 +128,10 @@ def op_names() -> list:
 def _check_op(name, seed):
     if name not in _OP_CASES:
         raise LookupError(f"tinymtt.ops.{name}_forward has no self-check: add a case to _OP_CASES "
-                          f"in tinymtt/selfcheck.py")
+                          f"in tinymtt/gradcheck/suite.py")
     case = _OP_CASES[name](_Draw(seed), seed)
     forward = case.forward or getattr(ops, f"{name}_forward")
-    result = gradcheck.check_op(forward, getattr(ops, f"{name}_backward"), case.inputs, case.wrt, case.kwargs,
+    result = check_op(forward, getattr(ops, f"{name}_backward"), case.inputs, case.wrt, case.kwargs,
                                 seed=seed, h=case.h, name=name)
     detail = "" if result.passed else result.report()
     return result.worst, result.passed, detail
@@ -146,9 +149,9 @@ def _randomize(layer, seed, scale=0.3):
 
 def _directional_and_coordinates(f, params, grads, seed, tolerance):
     """Both whole-model checks: (worst error over them, both passed, what failed)."""
-    ok_directions, directions = gradcheck.directional_check(f, params, grads, num_directions=3, seed=seed,
+    ok_directions, directions = directional_check(f, params, grads, num_directions=3, seed=seed,
                                                             tolerance=tolerance)
-    ok_coordinates, worst = gradcheck.coordinate_check(f, params, grads, per_param=2, seed=seed,
+    ok_coordinates, worst = coordinate_check(f, params, grads, per_param=2, seed=seed,
                                                        tolerance=tolerance)
     errors = [d.error for d in directions] + list(worst.values())
     failed = [f"direction {i}: numeric {d.numeric:.6e}, analytic {d.analytic:.6e}"
@@ -274,17 +277,17 @@ def _check_model(mode, seed):
     net.zero_grad()
     net.loss(batch, weights)
     net.backward()
-    return _directional_and_coordinates(lambda: net.loss(batch, weights)[0], net.parameters(), net.gradients(),
-                                        seed, gradcheck.MODEL_TOLERANCE)
+    return _directional_and_coordinates(lambda: net.loss(batch, weights).total, net.parameters(), net.gradients(),
+                                        seed, MODEL_TOLERANCE)
 
 
 # --- running and reporting ------------------------------------------------------
 
 def _plan(seed):
     """(group, name, tolerance, thunk) for every check, before any runs."""
-    plan = [("op", name, gradcheck.TOLERANCE, lambda name=name: _check_op(name, seed)) for name in op_names()]
+    plan = [("op", name, TOLERANCE, lambda name=name: _check_op(name, seed)) for name in op_names()]
     plan += [("layer", name, LAYER_TOLERANCE, run) for name, run in _layer_cases(seed)]
-    plan += [("model", f"MultiTaskTransformer ({mode})", gradcheck.MODEL_TOLERANCE,
+    plan += [("model", f"MultiTaskTransformer ({mode})", MODEL_TOLERANCE,
               lambda mode=mode: _check_model(mode, seed)) for mode in ("conditioned", "joint")]
     return plan
 
@@ -330,6 +333,6 @@ def format_table(rows) -> str:
     seconds = sum(r.seconds for r in rows)
     lines += ["", f"{sum(r.passed for r in rows)} of {len(rows)} checks passed ({seconds:.1f} s, "
                   f"backend {backend.get_backend()}, float64)",
-              f"Thresholds: {gradcheck.THRESHOLDS}. Layers and models: <= {gradcheck.MODEL_TOLERANCE:.0e} "
+              f"Thresholds: {THRESHOLDS}. Layers and models: <= {MODEL_TOLERANCE:.0e} "
               f"(several ops chained, rounding adds up)."]
     return "\n".join(lines)

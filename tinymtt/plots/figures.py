@@ -1,85 +1,31 @@
-"""The figures of the README and the lessons: ``tinymtt figures [--out DIR] [--quick]``.
+"""The figures of the README and the lessons, drawn from trained models (``tinymtt figures`` trains them).
 
-    attention_sort.png               each head's attention weights on one sort example (conditioned model)
-    task_affinity.png                the T×T task-affinity map of task attention (joint model)
-    curves_conditioned_vs_joint.png  per-task training loss, conditioned vs joint (same tasks, seed, steps)
-    gradcheck_errors.png             worst relative error of every gradient check (tinymtt.selfcheck)
-    positional_encoding.png          the sinusoidal table P and a few of its columns
+    plot_attention_sort       each head's attention weights on one sort example (conditioned model)
+    plot_task_affinity        the T×T task-affinity map of task attention (joint model)
+    plot_curves               per-task training loss, conditioned vs joint (same tasks, seed, steps)
+    plot_gradcheck            worst relative error of every gradient check (tinymtt.gradcheck.suite)
+    plot_positional_encoding  the sinusoidal table P and a few of its columns
 
-Two small models (d_model 32, 2 heads, 2 layers) are trained on the sequence
-suite (sort, reverse, max, mean), one per mode, with the same seed and steps;
-figures 1-3 come from them. Quick mode (``--quick`` or TINYMTT_QUICK=1) trains
-for a few dozen steps: the same pictures, drawn from barely trained models.
-
-Everything is seeded and drawn with matplotlib's default style and no PNG
-metadata, so the same seed gives byte-identical files on one installation
-(a different BLAS thread count rounds float32 sums differently: after 1500
-steps the numbers move in the second decimal, the pictures stay the same).
-matplotlib is needed: ``pip install 'tinymtt[lessons]'``.
+A "run" here is what tinymtt.commands.figures trains: an object with
+``model``, ``mode``, ``val_set``, ``steps``, ``history`` (the training
+records) and ``metrics`` (final validation metrics). Each function draws on
+matplotlib's ``Figure`` class (``canvas.figure_class()``), with the default
+style and no PNG metadata, so the same run gives byte-identical files.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy
 
-from . import backend, selfcheck
-from .config import ModelConfig
-from .data import make_batch, make_sequence_suite
-from .exercises import quick as quick_from_environment
-from .metrics import evaluate, predict
-from .model import MultiTaskTransformer
-from .ops import positional_encoding
-from .train import TrainConfig, Trainer, read_history
+from .. import backend
+from ..data import make_batch
+from ..metrics import predict
+from ..ops import positional_encoding
+from .canvas import save
 
-INSTALL = "pip install 'tinymtt[lessons]'"
-# examples generated, training steps and history log interval per mode
-SETTINGS = {"full": dict(examples=8000, steps=1500, log_every=10), "quick": dict(examples=800, steps=24, log_every=2)}
-MODEL = dict(d_model=32, num_heads=2, num_layers=2, d_ff=128)
-WIDTH, DPI = 7.5, 110          # inches and dots per inch: 825 px wide, readable scaled to ~700 px
-
-
-class MissingMatplotlib(ImportError):
-    """matplotlib is not installed (the message says how to install it)."""
-
-
-def _matplotlib():
-    """matplotlib's Figure class, or one clear error naming the extra to install."""
-    try:
-        import matplotlib
-        import matplotlib.style
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingMatplotlib(f"matplotlib is not installed, and the figures need it: {INSTALL}") from None
-    return matplotlib, Figure
-
-
-def _save(figure, path) -> Path:
-    """A PNG with no metadata (no version string, no date): the same drawing gives the same bytes."""
-    figure.savefig(path, dpi=DPI, metadata={"Software": None})
-    return Path(path)
-
-
-# --- the two trained models ---------------------------------------------------------
-
-class _Run:
-    """A trained model, its validation set, its training history and its final validation metrics."""
-
-    def __init__(self, mode, train_set, val_set, settings, seed, out_dir):
-        config = ModelConfig(**train_set.model_config_kwargs(), **MODEL, mode=mode, seed=seed)
-        self.model = MultiTaskTransformer(config)
-        steps = settings["steps"]
-        train_config = TrainConfig(steps=steps, batch_size=64, warmup_steps=steps // 10, seed=seed,
-                                   log_every=settings["log_every"], eval_every=steps, checkpoint_every=steps)
-        Trainer(self.model, train_set, None, train_config, out_dir=out_dir, progress=False).fit()
-        self.mode, self.val_set, self.steps = mode, val_set, steps
-        self.history = [r for r in read_history(Path(out_dir) / "history.jsonl") if "losses" in r]
-        self.metrics = evaluate(self.model, val_set)
+WIDTH = 7.5          # inches: 825 px wide at canvas.DPI, readable scaled to ~700 px
 
 
 # --- 1. attention on a sort example ----------------------------------------------------
@@ -100,13 +46,9 @@ def plot_attention_sort(run, path, Figure) -> Path:
     row, predicted, right = _sort_example(run)
     digits = [str(d) for d in val.inputs[row, :val.lengths[row]]]
     sort_id = model.config.task_names.index("sort")
-    was_training = model.training
-    model.eval()
-    try:
+    with model.evaluating():
         model.forward(make_batch(val, [row], "conditioned", task_ids=numpy.array([sort_id])))
         weights = [backend.to_numpy(block.attn.weights)[0] for block in model.encoder.blocks]   # L × (H, S, S)
-    finally:
-        model.train(was_training)
     layers, heads = len(weights), weights[0].shape[0]
     top = max(float(w.max()) for w in weights)                     # one colour scale for every panel
     outputs = [f"{digit} → {out}" for digit, out in zip(digits, predicted)]
@@ -124,7 +66,7 @@ def plot_attention_sort(run, path, Figure) -> Path:
     verdict = "right" if right else f"wrong: the target is {' '.join(map(str, val.targets['sort'][row, :len(digits)]))}"
     figure.suptitle(f"Attention on a sort example (conditioned model, {run.steps} steps)\n"
                     f"input {' '.join(digits)}  →  predicted {' '.join(map(str, predicted))} ({verdict})")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 # --- 2. the task-affinity map ------------------------------------------------------------
@@ -133,9 +75,7 @@ def task_affinity(run, batch_size=256):
     """TaskAttention.affinity averaged over every real position of the validation set: (T, T)."""
     model, val = run.model, run.val_set
     total, positions = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
+    with model.evaluating():
         for start in range(0, len(val), batch_size):
             batch = make_batch(val, numpy.arange(start, min(start + batch_size, len(val))), "joint")
             model.forward(batch)
@@ -143,8 +83,6 @@ def task_affinity(run, batch_size=256):
             affinity = backend.to_numpy(model.task_attention.affinity(batch["mask"])).astype(numpy.float64)
             total = total + affinity * count
             positions += count
-    finally:
-        model.train(was_training)
     return total / positions
 
 
@@ -167,7 +105,7 @@ def plot_task_affinity(run, path, Figure) -> Path:
     figure.suptitle(f"Task affinity: joint model, {run.steps} steps, {len(run.val_set)} validation sequences\n"
                     f"gate tanh(γ) = {numpy.tanh(gamma):+.3f} scales the mixed-in streams (0: independent tasks)",
                     fontsize=10)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 # --- 3. training curves, conditioned vs joint ---------------------------------------------
@@ -196,7 +134,7 @@ def plot_curves(runs, path, Figure) -> Path:
         ax.set_visible(False)
     figure.suptitle(f"Conditioned vs joint mode: same tasks, seed and {runs[0].steps} steps of batch 64\n"
                     "(conditioned: one task per example; joint: every task on every example)")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 # --- 4. gradient-check errors ---------------------------------------------------------------
@@ -246,7 +184,7 @@ def plot_gradcheck(rows, path, Figure) -> Path:
     passed = sum(r.passed for r in rows)
     rules = "; ".join(f"{group}s ≤ {tolerance:.0e}" for group, tolerance in tolerances.items())
     figure.suptitle(f"Gradient checks in float64: {passed} of {len(rows)} pass\n{rules}", fontsize=11)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 # --- 5. the positional encoding ----------------------------------------------------------
@@ -268,75 +206,4 @@ def plot_positional_encoding(path, Figure, seq_len=64, d_model=64) -> Path:
     right.legend(fontsize=8, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
     figure.suptitle("Sinusoidal positional encoding: P[pos, 2i] = sin(pos / 10000^(2i/D)), "
                     "P[pos, 2i+1] = cos(same)", fontsize=10)
-    return _save(figure, path)
-
-
-# --- all of them -----------------------------------------------------------------------------
-
-def make_figures(out_dir, quick=None, seed=0, log=None) -> list:
-    """Draw the five figures into ``out_dir``; returns their paths.
-
-    quick: None = TINYMTT_QUICK (tinymtt.exercises.quick()); True trains for a few dozen steps.
-    seed: the data, the models, the training and the gradient checks. ``log``: a print-like callable.
-    """
-    matplotlib, Figure = _matplotlib()
-    quick = quick_from_environment() if quick is None else bool(quick)
-    settings = SETTINGS["quick" if quick else "full"]
-    log = log or (lambda *args: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = make_sequence_suite(settings["examples"], seed=seed)
-    train_set, val_set = data.split((0.9, 0.1), seed=seed)
-    paths = []
-    with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "tinymtt"}), \
-            tempfile.TemporaryDirectory(prefix="tinymtt-figures-") as scratch:
-        runs = []
-        for mode in ("conditioned", "joint"):
-            start = time.perf_counter()
-            runs.append(_Run(mode, train_set, val_set, settings, seed, Path(scratch) / mode))
-            log(f"trained the {mode} model ({settings['steps']} steps, {time.perf_counter() - start:.1f} s)")
-        drawings = [("attention_sort.png", lambda p: plot_attention_sort(runs[0], p, Figure)),
-                    ("task_affinity.png", lambda p: plot_task_affinity(runs[1], p, Figure)),
-                    ("curves_conditioned_vs_joint.png", lambda p: plot_curves(runs, p, Figure)),
-                    ("gradcheck_errors.png", lambda p: plot_gradcheck(selfcheck.run_checks(seed=seed), p, Figure)),
-                    ("positional_encoding.png", lambda p: plot_positional_encoding(p, Figure))]
-        for name, draw in drawings:
-            start = time.perf_counter()
-            paths.append(draw(out_dir / name))
-            log(f"wrote {paths[-1]} ({time.perf_counter() - start:.1f} s)")
-    return paths
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def main_figures(argv=None) -> int:
-    """``tinymtt figures [--out DIR] [--quick] [--seed N]``: 0 on success, 2 on bad options or no matplotlib."""
-    parser = _Parser(prog="tinymtt figures", description="Draw the README and lesson figures (needs matplotlib).")
-    parser.add_argument("--out", default="figures", help="folder to write the PNGs to (default figures/)")
-    parser.add_argument("--quick", action="store_true", help="a few seconds of training (also: TINYMTT_QUICK=1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for data, models and checks (default 0)")
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        if args.seed < 0:
-            raise _UsageError(f"tinymtt figures: --seed must be >= 0, got {args.seed}")
-        start = time.perf_counter()
-        paths = make_figures(args.out, quick=True if args.quick else None, seed=args.seed, log=print)
-    except _UsageError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except MissingMatplotlib as error:
-        print(f"tinymtt figures: error: {error}", file=sys.stderr)
-        return 2
-    print(f"{len(paths)} figures in {Path(args.out)} ({time.perf_counter() - start:.0f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main_figures())
+    return save(figure, path)

@@ -1,6 +1,6 @@
 """Why a gradient is wrong: the patterns a student's backward pass falls into.
 
-``gradcheck.check_op`` hands each (analytic, numeric) pair to ``diagnose``;
+``checks.check_op`` hands each (analytic, numeric) pair to ``diagnose``;
 ``format_report`` turns a ``CheckResult`` into the verdict a student reads.
 Each hint is tried only when the plain comparison failed, and each says what
 to look at, not just that something is off.
@@ -12,13 +12,13 @@ import math
 
 import numpy
 
-from .backend import to_numpy
+from ..backend import to_numpy
+from .numeric import FLOOR_FRACTION, THRESHOLDS, TOLERANCE, rel_error
 
 _CLOSE = 1e-6   # "matches" for the pattern tests below (they compare two float64 arrays)
 
 
 def _matches(a, b) -> bool:
-    from .gradcheck import rel_error
     return a.shape == b.shape and rel_error(a, b) <= _CLOSE
 
 
@@ -60,7 +60,6 @@ def diagnose(name, analytic, numeric, returned, expected, value):
     numeric: the finite-difference gradient (host float64); returned/expected:
     how many gradients backward gave / should give; value: the input itself.
     """
-    from .gradcheck import TOLERANCE, rel_error
     if analytic is None:
         if returned < expected:
             return math.inf, (f"backward returned {returned} gradient(s) but {expected} were expected "
@@ -100,7 +99,6 @@ def diagnose(name, analytic, numeric, returned, expected, value):
 
 
 def _worst(a, n):
-    from .gradcheck import FLOOR_FRACTION
     total = numpy.abs(a) + numpy.abs(n)
     floor = max(FLOOR_FRACTION * float(total.max()), 1e-300)
     index = numpy.unravel_index(int(numpy.argmax(numpy.abs(a - n) / numpy.maximum(total, floor))), a.shape)
@@ -117,7 +115,7 @@ def _distinct(a: float, b: float):
 
 
 def format_report(result) -> str:
-    from .gradcheck import THRESHOLDS
+    """A ``CheckResult`` as the verdict a student reads."""
     wrong = [c for c in result.inputs if c.error > result.tolerance]
     if result.passed:
         head = f"check_backward({result.name}): all {len(result.inputs)} gradient(s) right"

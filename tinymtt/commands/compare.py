@@ -14,7 +14,7 @@ from the seed means (the ± is the std of the same formula applied seed by
 seed, seed s against baseline seed s). Δ_m > 0: multi-task training helped on
 average; Δ_m < 0: negative transfer. Also: milliseconds per training step
 (the gradient methods run T backward passes a step), and the conflict measured
-along the run (tinymtt.mtl.diagnostics): every ``probe_every`` steps the cosine
+along the run (tinymtt.train.ConflictProbe): every ``probe_every`` steps the cosine
 of the task gradients on a fixed probe batch (64 training examples per task).
 
 Same budget: the same steps, and the same number of examples *of each task*.
@@ -26,37 +26,25 @@ baselines together cost what the multi-task run costs, and Δ_m measures what
 sharing one network does -- transfer or conflict -- not a difference in data.
 (With baselines at batch B, each would see T times the data of its task.)
 
-The ``conflict`` data set: the sequence suite's inputs with tasks built to pull
-the shared encoder apart. We measured (d_model 16-32, fixed strategy, mean
-cosine of the task gradients over training):
-
-    max vs min (the smallest digit, a new sequence task)   cos ≈ −0.05 to −0.16 at d_model 8-16
-    mean vs 1 − mean ("antimean")                          cos ≈ +0.01 (no conflict; d_model 32)
-    sort vs sort descending ("sort_desc")                  cos ≈ +0.09 (no conflict; d_model 32)
-
-A target that is a linear function of another task's target does not
-conflict: the second head learns the flipped readout and the shared gradients
-agree. Max and min do, while the encoder is too small to serve both: the same
-attention layers must single out the largest digit for one task and the
-smallest for the other. With room to spare they stop conflicting -- over 3
-seeds × 400 steps, the mean cosine of max vs min was −0.14 at d_model 8
-(< 0 at 70 % of probes, and −9 % vs the single-task baselines), −0.05 at
-d_model 16, and +0.10 at d_model 32 (both tasks solved, their gradients then
-agree on sharpening the shared features). So ``--data conflict`` trains max
-and min on a d_model 8 encoder by default; ``--tasks`` picks among
-CONFLICT_TASKS and ``--d-model`` changes the width.
+The ``conflict`` data set (tinymtt.data.conflict): the sequence suite's inputs
+with tasks built to pull the shared encoder apart. Max and min conflict while
+the encoder is too small to serve both; with room to spare they stop
+conflicting -- over 3 seeds × 400 steps, the mean cosine of max vs min was
+−0.14 at d_model 8 (< 0 at 70 % of probes, and −9 % vs the single-task
+baselines), −0.05 at d_model 16, and +0.10 at d_model 32 (both tasks solved,
+their gradients then agree on sharpening the shared features). So ``--data
+conflict`` trains max and min on a d_model 8 encoder by default; ``--tasks``
+picks among CONFLICT_TASKS and ``--d-model`` changes the width.
 
 Speed: the matrices here are tiny, and a multi-threaded BLAS (OpenBLAS) spends
 more on threads than on math -- we measured 5-20× slower training steps with
 its default threads on a 2-core machine. ``--threads`` (default 1) pins BLAS
-to that many threads when threadpoolctl is installed; otherwise set
-OMP_NUM_THREADS=1 before starting Python.
+to that many threads when threadpoolctl is installed (tinymtt.commands.common);
+otherwise set OMP_NUM_THREADS=1 before starting Python.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import math
 import sys
@@ -65,48 +53,19 @@ from dataclasses import asdict, dataclass, field
 
 import numpy
 
-from . import backend
-from .config import ModelConfig, TaskSpec
-from .data import MultiTaskDataset, load_dataset, make_batch, make_sequence_suite
-from .metrics import evaluate
-from .model import MultiTaskTransformer
-from .mtl import STRATEGIES
-from .mtl.diagnostics import ConflictLog, conflict_record
-from .train import Trainer, TrainConfig
+from .. import backend
+from ..config import ModelConfig
+from ..data import CONFLICT_TASKS, load_dataset, make_batch
+from ..metrics import evaluate
+from ..model import MultiTaskTransformer
+from ..mtl import STRATEGIES
+from ..train import ConflictProbe, StepTimer, Trainer, TrainConfig
+from .common import Command, UsageError, limit_blas_threads, text_table
 
 # the one metric per task kind, and whether lower is better (l_t)
 PRIMARY = {"token": ("token_accuracy", False), "sequence": ("accuracy", False), "regression": ("mse", True)}
-CONFLICT_TASKS = ("max", "min", "mean", "antimean", "sort", "sort_desc")
 DATA = ("sequences", "digits", "conflict")
 CONFLICT_D_MODEL = 8                           # the conflict preset's default width (module docstring)
-
-
-def conflict_suite(num_examples: int, seed: int = 0, tasks=("max", "min")) -> MultiTaskDataset:
-    """The sequence suite's inputs with tasks chosen from CONFLICT_TASKS (module docstring).
-
-    min        sequence    min_i x_i                                  (num_digits classes)
-    antimean   regression  1 − mean                                   (1 output)
-    sort_desc  token       position i holds the i-th largest digit    (num_digits classes)
-    max, mean, sort: as in the sequence suite.
-    """
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    unknown = sorted(set(names) - set(CONFLICT_TASKS))
-    if not names or unknown or len(set(names)) != len(names):
-        raise ValueError(f"tasks must list distinct names from {list(CONFLICT_TASKS)}, got {names}")
-    suite = make_sequence_suite(num_examples, seed=seed)
-    digits = suite.vocab_size - 1
-    real = numpy.arange(suite.max_len) < suite.lengths[:, None]              # (N, S) True = a digit
-    smallest = numpy.where(real, suite.inputs, digits).min(axis=1)
-    descending = -numpy.sort(-numpy.where(real, suite.inputs, -1), axis=1)   # padding (−1) sorts last
-    built = {"min": (TaskSpec("min", "sequence", digits), smallest.astype(numpy.int64)),
-             "antimean": (TaskSpec("antimean", "regression", 1),
-                          (1.0 - suite.targets["mean"]).astype(numpy.float32)),
-             "sort_desc": (TaskSpec("sort_desc", "token", digits),
-                           numpy.where(real, descending, -1).astype(numpy.int64))}
-    built.update({t.name: (t, suite.targets[t.name]) for t in suite.tasks})
-    return MultiTaskDataset(inputs=suite.inputs, lengths=suite.lengths, targets={n: built[n][1] for n in names},
-                            tasks=[built[n][0] for n in names], vocab_size=suite.vocab_size, pad_id=suite.pad_id,
-                            name="conflict", source=suite.source)
 
 
 def relative_gain(multi: dict, base: dict, lower_is_better: dict) -> float:
@@ -139,13 +98,11 @@ class CompareConfig:
 
 def load_splits(config: CompareConfig):
     """(train, test) of the chosen data set and tasks (data seed 0 for every run)."""
-    if config.data == "conflict":
-        data = conflict_suite(config.examples, seed=0, tasks=config.tasks or ("max", "min"))
-    elif config.data == "sequences":
-        data = make_sequence_suite(config.examples, seed=0, tasks=config.tasks)
-    else:
-        data = load_dataset(config.data, seed=0)
+    if config.data == "digits":
+        data = load_dataset("digits", seed=0)
         data = data.select_tasks(config.tasks) if config.tasks else data
+    else:                                      # generated: sequences, conflict
+        data = load_dataset(config.data, num_examples=config.examples, seed=0, tasks=config.tasks)
     return data.split((0.8, 0.2), seed=0)
 
 
@@ -175,46 +132,20 @@ def train_one(train_set, test_set, strategy: str, seed: int, config: CompareConf
                                              d_ff=config.d_ff, mode=config.mode, seed=seed))
     train_config = TrainConfig(steps=config.steps, batch_size=batch_size or config.batch_size, lr=config.lr,
                                warmup_steps=config.steps // 10, strategy=strategy, seed=seed, log_every=config.steps)
-    trainer = Trainer(model, train_set, None, train_config, progress=False)
-    probing = config.probe_every > 0 and model.config.num_tasks > 1
-    probe = _probe_batch(train_set, config.mode) if probing else None
-    log = ConflictLog(model.config.task_names)
-    batches, seconds = _forever(trainer.batches), 0.0
-    while trainer.step < config.steps:
-        batch = next(batches)
-        started = time.perf_counter()
-        trainer.train_step(batch)
-        seconds += time.perf_counter() - started
-        if probing and (trainer.step % config.probe_every == 0 or trainer.step == config.steps):
-            model.loss(probe)                          # the conflict at the current parameters
-            log.add_record(trainer.step, conflict_record(model))
+    timer, probe = StepTimer(), None
+    if config.probe_every > 0 and model.config.num_tasks > 1:
+        probe = ConflictProbe(_probe_batch(train_set, config.mode), config.probe_every, model.config.task_names)
+    Trainer(model, train_set, None, train_config, progress=False, callbacks=[timer] + ([probe] if probe else [])).fit()
     metrics = evaluate(model, test_set)
     primary = {t.name: metrics[t.name][PRIMARY[t.kind][0]] for t in model.config.tasks}
-    return {"metrics": primary, "ms_per_step": 1000.0 * seconds / config.steps,
-            "conflict": log.to_dict() if len(log) else None}
-
-
-def _forever(batches):
-    while True:
-        yield from batches
+    return {"metrics": primary, "ms_per_step": 1000.0 * timer.seconds / config.steps,
+            "conflict": probe.log.to_dict() if probe and len(probe.log) else None}
 
 
 def _summary(values):
     values = numpy.asarray(values, dtype=numpy.float64)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     return {"mean": float(values.mean()), "std": std, "values": values.tolist()}
-
-
-@contextlib.contextmanager
-def limit_blas_threads(count=1):
-    """Pin BLAS to ``count`` threads while comparing (threadpoolctl when installed; else no change)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield False
-        return
-    with threadpool_limits(limits=count):
-        yield True
 
 
 def compare(config: CompareConfig, log=None) -> dict:
@@ -341,9 +272,6 @@ def format_table(results: dict) -> str:
                     + [f"{_percent(delta['value'])} ± {delta['std']:.1f}" if delta else "-",
                        f"{entry['ms_per_step']:.1f}",
                        f"{conflict['cosine']:+.3f} ({100 * conflict['conflict_share']:.0f}%)" if conflict else "-"])
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     title = (f"{results['data']} ({', '.join(t['name'] for t in tasks)}), {c['mode']} mode, {c['seeds']} seed(s) x "
              f"{c['steps']} steps, batch {c['batch_size']} (single-task baselines: {results['baseline_batch']}), "
              f"d_model {c['d_model']}, {c['num_layers']} layer(s); test set of {results['test_examples']}; "
@@ -352,21 +280,10 @@ def format_table(results: dict) -> str:
              "Δ%: the mean of those changes (Δ_m, from the seed means; ± over seeds).\n"
              "task-grad cos: cosine of the task gradients on the shared parameters, probed along the run, "
              "averaged over task pairs; in brackets the share of probes where a pair conflicted (cos < 0).")
-    return "\n".join([title, ""] + lines + ["", notes])
+    return "\n".join([title, "", text_table(header, rows), "", notes])
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def _parser():
-    parser = _Parser(prog="tinymtt compare", description="Train every multi-task strategy on the same tasks and "
-                     "seeds, beside single-task baselines, and print one table.")
+def add_arguments(parser):
     parser.add_argument("--data", choices=DATA, default="sequences",
                         help="built-in data set, or 'conflict': tasks built to conflict (max vs min by default)")
     parser.add_argument("--tasks", default=None, help="comma-separated subset of the data set's tasks "
@@ -377,7 +294,7 @@ def _parser():
     parser.add_argument("--examples", type=int, default=5000,
                         help="generated examples (sequences, conflict; default 5000, 80%% train, 20%% test)")
     parser.add_argument("--batch-size", type=int, default=64, help="multi-task batch size (default 64; the "
-                        "single-task baselines get batch-size / T in conditioned mode, see tinymtt.compare)")
+                        "single-task baselines get batch-size / T in conditioned mode, see tinymtt.commands.compare)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     parser.add_argument("--d-model", type=int, default=None,
                         help="model width (default 32; 8 for --data conflict: the tasks must share a small encoder)")
@@ -389,7 +306,7 @@ def _parser():
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--out", default=None, help="also write the JSON results to this file")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default=None)
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1, see tinymtt.compare)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1, see tinymtt.commands.compare)")
     return parser
 
 
@@ -398,9 +315,9 @@ def _config(args) -> CompareConfig:
         args.d_model = CONFLICT_D_MODEL if args.data == "conflict" else 32
     for name in ("seeds", "steps", "examples", "batch_size", "d_model", "layers", "threads"):
         if getattr(args, name) < 1:
-            raise _UsageError(f"tinymtt compare: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise UsageError(f"tinymtt compare: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not (args.lr > 0 and math.isfinite(args.lr)):
-        raise _UsageError(f"tinymtt compare: --lr must be a positive number, got {args.lr}")
+        raise UsageError(f"tinymtt compare: --lr must be a positive number, got {args.lr}")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     config = CompareConfig(data=args.data, tasks=args.tasks.split(",") if args.tasks else None,
                            strategies=strategies, seeds=args.seeds, steps=args.steps, examples=args.examples,
@@ -410,32 +327,18 @@ def _config(args) -> CompareConfig:
         config.seeds, config.steps, config.examples = min(args.seeds, 2), 12, 400
         config.d_model, config.d_ff, config.batch_size = 16, 32, 16
     if args.probe_every is not None and args.probe_every < 0:
-        raise _UsageError(f"tinymtt compare: --probe-every must be >= 0, got {args.probe_every}")
+        raise UsageError(f"tinymtt compare: --probe-every must be >= 0, got {args.probe_every}")
     config.probe_every = max(config.steps // 10, 1) if args.probe_every is None else args.probe_every
     return config
 
 
-def main_compare(argv=None) -> int:
-    """`tinymtt compare [options]`: 0 on success, 2 for a bad option or value, 1 if training failed."""
-    from .train import TrainingError
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = _parser().parse_args(argv)
-        config = _config(args)
-        if args.backend:
-            backend.use(args.backend)
-        with limit_blas_threads(args.threads):
-            results = compare(config)
-    except _UsageError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except TrainingError as error:
-        print(f"tinymtt compare: training stopped: {error}", file=sys.stderr)
-        return 1
-    except (ValueError, KeyError, ImportError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"tinymtt compare: error: {message}", file=sys.stderr)
-        return 2
+def run(args) -> int:
+    """0 on success; a bad option or value is a UsageError (exit 2)."""
+    config = _config(args)
+    if args.backend:
+        backend.use(args.backend)
+    with limit_blas_threads(args.threads):
+        results = compare(config)
     text = json.dumps(_finite(results), indent=2, allow_nan=False)
     if args.out:
         with open(args.out, "w") as handle:
@@ -444,5 +347,6 @@ def main_compare(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main_compare())
+COMMAND = Command("compare", "every balancing strategy on the same tasks and seeds", add_arguments, run,
+                  description="Train every multi-task strategy on the same tasks and seeds, beside single-task "
+                              "baselines, and print one table.")

@@ -1,6 +1,6 @@
 """The training-step benchmark: tinymtt beside its PyTorch peer.
 
-    python -m tinymtt.bench [--config small|medium|all] [--backend numpy|cupy] [--json] [--profile]
+    tinymtt bench [--config small|medium|all] [--backend numpy|cupy] [--json] [--profile]
 
 One step = zero_grad, loss, backward, AdamW.step of a conditioned-mode
 MultiTaskTransformer (3 token tasks, pre-LN, GELU, dropout 0, float32) on a
@@ -21,20 +21,21 @@ what the BLAS (or the GPU) can do at best.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy
 
-from . import backend as tinymtt_backend
-from .config import ModelConfig, TaskSpec
-from .model import MultiTaskTransformer
-from .optim import AdamW
+from .. import backend as tinymtt_backend
+from ..config import ModelConfig, TaskSpec
+from ..model import MultiTaskTransformer
+from ..optim import AdamW
+from ..validation import check_integer
+from .common import Command
+from .profiling import format_profile, profile
 
 CONFIGS = {
     "small": dict(vocab_size=16, seq_len=32, d_model=128, num_heads=4, num_layers=2, d_ff=512,
@@ -45,7 +46,7 @@ CONFIGS = {
                  batch_size=4, num_tasks=3),
 }
 PUBLIC_CONFIGS = ("small", "medium")
-PEER_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_peer.py"
+PEER_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_peer.py"
 LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.01
 MATMUL_SIZE = 2048   # the reference matmul: (2048×2048)·(2048×2048) in float32
 
@@ -97,7 +98,7 @@ def build_tinymtt(settings, batch, seed=0):
 
     def step():
         model.zero_grad()
-        loss, _ = model.loss(device_batch)
+        loss = model.loss(device_batch).total
         model.backward()
         optimizer.step(grads)
         return loss
@@ -173,10 +174,7 @@ def run_benchmark(configs=PUBLIC_CONFIGS, backend="numpy", repeats=7, warmup=2, 
     unknown = [name for name in configs if name not in CONFIGS]
     if unknown:
         raise ValueError(f"configs must be among {sorted(CONFIGS)}, got {unknown}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    repeats, warmup = check_integer(repeats, "repeats", 1), check_integer(warmup, "warmup")
     peer, torch_note, device, peer_info = None, "not requested", None, None
     if with_torch:
         peer, torch_note = load_peer()
@@ -225,17 +223,17 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
-class _UsageError(Exception):
-    """A bad option: one line on stderr, exit code 2 (as every tinymtt command)."""
+def profile_step(config_name, backend="numpy", steps=5, warmup=2) -> dict:
+    """Self time per op category and per function of one training step of a config (tinymtt.commands.profiling)."""
+    settings = CONFIGS[config_name]
+    with tinymtt_backend.use(backend):
+        synchronize = synchronizer(tinymtt_backend.get_array_module())
+        step, model, optimizer = build_tinymtt(settings, host_batch(settings))
+        return profile(step, synchronize, steps, warmup, patches=[(optimizer, "step", "optimizer", "AdamW.step"),
+                                                                   (model, "zero_grad", "other", "zero_grad")])
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def main(argv=None) -> int:
-    parser = _Parser(prog="tinymtt bench", description=__doc__.split("\n\n")[0])
+def add_arguments(parser):
     parser.add_argument("--config", choices=("small", "medium", "all", "tiny"), default="all",
                         metavar="{small,medium,all}", help="which model size (default: all)")
     parser.add_argument("--backend", choices=tinymtt_backend.BACKENDS, default="numpy")
@@ -244,32 +242,23 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--profile", action="store_true", help="also profile the step: time by op category")
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as error:
-        print(error, file=sys.stderr)
-        return 2
+
+
+def run(args) -> int:
     configs = PUBLIC_CONFIGS if args.config == "all" else (args.config,)
-    try:
-        result = run_benchmark(configs, args.backend, args.repeats, args.warmup, with_torch=not args.no_torch)
-        if args.profile:
-            from .profiling import profile_step
-            result["profiles"] = {name: profile_step(name, args.backend, steps=args.repeats, warmup=args.warmup)
-                                  for name in configs}
-    except (ValueError, tinymtt_backend.BackendError) as error:
-        print(f"tinymtt bench: {error}", file=sys.stderr)
-        return 2
+    result = run_benchmark(configs, args.backend, args.repeats, args.warmup, with_torch=not args.no_torch)
+    if args.profile:
+        result["profiles"] = {name: profile_step(name, args.backend, steps=args.repeats, warmup=args.warmup)
+                              for name in configs}
     if args.json:
         print(json.dumps(result))
         return 0
     print(format_table(result))
-    if args.profile:
-        from .profiling import format_profile
-        for name, profile in result["profiles"].items():
-            print(f"\nprofile of one step, config {name} ({args.backend}; mean of {args.repeats} steps):")
-            print(format_profile(profile))
+    for name, profiled in result.get("profiles", {}).items():
+        print(f"\nprofile of one step, config {name} ({args.backend}; mean of {args.repeats} steps):")
+        print(format_profile(profiled))
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+COMMAND = Command("bench", "time one training step beside PyTorch", add_arguments, run,
+                  description=__doc__.split("\n\n")[0])

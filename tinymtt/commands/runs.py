@@ -1,7 +1,7 @@
 """Run folders: what `tinymtt train` writes, and how `eval`, `demo` and `--resume` read it back.
 
     RUN/config.json     {"model": ModelConfig, "train": TrainConfig, "data": {...}, "backend": ...}
-    RUN/history.jsonl   one JSON object per logged step / evaluation (train.Trainer)
+    RUN/history.jsonl   one JSON object per logged step / evaluation (tinymtt.train.history)
     RUN/model.npz       parameters (checkpoint.save)      RUN/trainer.npz   optimizer, data order
     RUN/metrics.json    {task: {metric: value}} on the test split, at the end
     RUN/curves.png      training curves (only when matplotlib is installed)
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import checkpoint
-from .config import ModelConfig
-from .data import load_dataset
-from .train import TrainConfig
+from .. import checkpoint
+from ..config import ModelConfig
+from ..data import load_dataset
+from ..train import TrainConfig
 
 
 def data_splits(data_args: dict):

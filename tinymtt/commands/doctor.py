@@ -1,6 +1,6 @@
 """What is installed, what is missing, and the command that installs it (`tinymtt doctor`).
 
-    from tinymtt.doctor import diagnose, format_report
+    from tinymtt.commands.doctor import diagnose, format_report
     print(format_report(diagnose()))
 
 One row per piece a student needs. Python and NumPy are required (and the
@@ -21,7 +21,8 @@ import sys
 from importlib import metadata, util
 from typing import NamedTuple
 
-from . import __version__, backend
+from .. import __version__, backend
+from .common import Command
 
 LESSONS_FIX = "pip install 'tinymtt[lessons]'"
 GPU_FIX = "pip install 'tinymtt[gpu]' (CUDA 12) or pip install cupy-cuda13x (CUDA 13)"
@@ -231,3 +232,16 @@ def format_report(rows) -> str:
         lines.append("Everything tinymtt needs is in place"
                      + (f"; optional, missing: {', '.join(optional)}." if optional else "."))
     return "\n".join(lines)
+
+
+def add_arguments(parser):
+    """``tinymtt doctor`` takes no options."""
+
+
+def run(args) -> int:
+    rows = diagnose()
+    print(format_report(rows))
+    return doctor_exit_code(rows)
+
+
+COMMAND = Command("doctor", "what is installed and what is missing", add_arguments, run)

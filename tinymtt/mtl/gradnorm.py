@@ -1,34 +1,72 @@
-"""The strategies that need the per-task gradients G (T, P): GradNorm, PCGrad, MGDA, CAGrad.
+"""GradNorm (Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018): weights that balance the gradient norms.
 
-GradNorm measures each task's gradient norm on one shared layer to move its
-loss weights (the rule: weighting.py). PCGrad, MGDA and CAGrad (the rules:
-pcgrad.py, mgda.py, cagrad.py) replace the shared-parameter gradient by
-d = Σ_i a_i g_i, the coefficients a solved from the Gram matrix of the counted
-tasks' gradients (tinymtt.mtl.simplex); a task not counted in the batch has a
-zero row, is left out of the solve and gets a_i = 0. ``last_weights`` holds a,
-so the history shows how each method weighed the tasks at every logged step.
+Tasks should train at similar rates: it compares, on the last shared layer W,
+each task's weighted gradient norm with a target set by how far the task has come:
+
+    G_i = ‖∇_W w_i L_i‖ = w_i n_i,  n_i = ‖∇_W L_i‖      Ḡ = mean_i G_i
+    L̃_i = L_i(t)/L_i(0),  r_i = L̃_i / mean_j L̃_j          (r_i > 1: task i lags)
+    target_i = Ḡ · r_i^α                                  (α: how strongly to pull)
+    L_grad = Σ_i |G_i − target_i|
+
+The paper treats target_i as a constant (no gradient through Ḡ), so by hand
+
+    ∂L_grad/∂w_i = sign(G_i − target_i) · n_i
+
+A task whose gradient is too large for its progress has its weight lowered,
+and one too small raised.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy
 
-from ..backend import to_numpy
-from ..optim import _integer, _number
-from .cagrad import cagrad_coefficients
-from .mgda import min_norm_weights
-from .pcgrad import pcgrad_matrix
-from .simplex import combine_rows, gram_matrix
-from .strategies import Strategy
-from .weighting import gradnorm_backward, gradnorm_forward, gradnorm_targets
+from ..backend import array_module, to_numpy
+from ..validation import check_number, scalar_upstream
+from .base import Strategy, check_task_vectors
 
-MIN_WEIGHT = 1e-3        # GradNorm's weights are clamped here before renormalising: they stay positive
+MIN_WEIGHT = 1e-3        # the weights are clamped here before renormalising: they stay positive
 
 
+# -- the rule ----------------------------------------------------------------------
+class GradNormCache(NamedTuple):
+    norms: object         # (T,) n_i = ‖∇_W L_i‖
+    signs: object         # (T,) sign(G_i − target_i)
+
+
+def gradnorm_targets(weights, norms, loss_ratios, alpha):
+    """target_i = Ḡ · r_i^α (T,), with G_i = w_i n_i, Ḡ = mean G, r_i = L̃_i / mean L̃.
+
+    weights: (T,) w_i;  norms: (T,) n_i = ‖∇_W L_i‖;  loss_ratios: (T,) L̃_i = L_i(t)/L_i(0) > 0.
+    Computed once per step and then held constant (the paper's choice).
+    """
+    check_task_vectors(weights=weights, norms=norms, loss_ratios=loss_ratios)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+        raise ValueError(f"alpha must be a number >= 0 (the restoring force; 0 equalises the gradient "
+                         f"norms), got {alpha!r}")
+    mean_norm = (weights * norms).mean()                                 # Ḡ
+    return mean_norm * (loss_ratios / loss_ratios.mean()) ** alpha
+
+
+def gradnorm_forward(weights, norms, targets):
+    """L_grad = Σ_i |w_i n_i − target_i| (0-d), the targets held constant. Returns (L_grad, cache)."""
+    xp = check_task_vectors(weights=weights, norms=norms, targets=targets)
+    gaps = weights * norms - targets                                     # G_i − target_i
+    return xp.asarray(xp.abs(gaps).sum()), GradNormCache(norms, xp.sign(gaps))
+
+
+def gradnorm_backward(dout, cache: GradNormCache):
+    """dweights (T,) = dout · sign(G_i − target_i) · n_i  (∂|x|/∂x = sign x; ∂G_i/∂w_i = n_i)."""
+    xp = array_module(cache.norms)
+    return scalar_upstream(dout, cache.norms.dtype, xp) * cache.signs * cache.norms
+
+
+# -- the strategy --------------------------------------------------------------------
 class GradNorm(Strategy):
     """GradNorm: weights moved so each task's gradient norm on the last shared layer fits its progress.
 
-    The rule and ∂L_grad/∂w_i are in tinymtt.mtl.weighting. Per step: the
+    The rule and ∂L_grad/∂w_i: above. Per step: the
     trainer's per-task gradients (rows ∇(w_i L_i)) give G_i on the layer W;
     ``combine`` returns their sum (the gradient of Σ w_i L_i, the paper's network
     update) and keeps the G_i; ``after_step`` takes one gradient step on w
@@ -47,10 +85,10 @@ class GradNorm(Strategy):
     needs_task_gradients = True
     options = {"alpha": 1.5, "lr": 0.025, "layer": None}
 
-    def __init__(self, num_tasks, alpha=1.5, lr=0.025, layer=None):
-        super().__init__(num_tasks)
-        self.alpha = _number(alpha, "alpha")
-        self.lr = _number(lr, "lr", low_open=True)
+    def __init__(self, num_tasks, *, kinds=None, alpha=1.5, lr=0.025, layer=None):
+        super().__init__(num_tasks, kinds=kinds)
+        self.alpha = check_number(alpha, "alpha")
+        self.lr = check_number(lr, "lr", low_open=True)
         if layer is not None and not isinstance(layer, str):
             raise TypeError(f"layer must be a parameter name (str) or None, got {layer!r}")
         self.layer, self.columns = layer, None
@@ -83,7 +121,7 @@ class GradNorm(Strategy):
         return task_grads.sum(axis=0)
 
     def after_step(self, losses, counted):
-        losses, counted = self._inputs(losses, counted)
+        losses, counted = self.vectors(losses, counted)
         first = counted & ~self.initial_known
         self.initial_losses[first], self.initial_known[first] = losses[first], True
         norms, self._norms = self._norms, None
@@ -105,74 +143,3 @@ class GradNorm(Strategy):
         self.current = numpy.array(state["weights"], dtype=numpy.float64)
         self.initial_losses = numpy.array(state["initial_losses"], dtype=numpy.float64)
         self.initial_known = numpy.array(state["initial_known"], dtype=bool)
-
-
-class _Combination(Strategy):
-    needs_task_gradients = True
-
-    def solve(self, gram):
-        """Coefficients (k,) for the k counted tasks, from their Gram matrix (k, k)."""
-        raise NotImplementedError
-
-    def combine(self, task_grads, losses, counted):
-        _, counted = self._inputs(losses, counted)
-        used = numpy.flatnonzero(counted)
-        coefficients = numpy.zeros(self.num_tasks)
-        if used.size:
-            coefficients[used] = self.solve(gram_matrix(task_grads, "task_grads")[numpy.ix_(used, used)])
-        self.last_weights = coefficients
-        return combine_rows(coefficients, task_grads)
-
-
-class PCGrad(_Combination):
-    """PCGrad; with ``shuffle`` (default) the partner order of step k is drawn from seed (``seed``, k)."""
-
-    name = "pcgrad"
-    options = {"seed": 0, "shuffle": True}
-
-    def __init__(self, num_tasks, seed=0, shuffle=True):
-        super().__init__(num_tasks)
-        self.seed = _integer(seed, "seed")
-        if not isinstance(shuffle, (bool, numpy.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        self.shuffle, self.calls = bool(shuffle), 0
-
-    def solve(self, gram):
-        rng = numpy.random.default_rng([self.seed, self.calls]) if self.shuffle else None
-        self.calls += 1
-        return pcgrad_matrix(gram, rng).sum(axis=0)
-
-    def state_dict(self):
-        return {"calls": self.calls}
-
-    def load_state_dict(self, state):
-        self.calls = _integer(int(state["calls"]), "state['calls']")
-
-
-class MGDA(_Combination):
-    """MGDA: the min-norm point of the gradients' convex hull, not rescaled (mgda.py says why)."""
-
-    name = "mgda"
-    options = {"iterations": 100}
-
-    def __init__(self, num_tasks, iterations=100):
-        super().__init__(num_tasks)
-        self.iterations = _integer(iterations, "iterations", low=1)
-
-    def solve(self, gram):
-        return min_norm_weights(gram, self.iterations)
-
-
-class CAGrad(_Combination):
-    """CAGrad with radius ``c`` (0.5 default, as the paper's experiments), the update divided by 1 + c²."""
-
-    name = "cagrad"
-    options = {"c": 0.5, "iterations": 100}
-
-    def __init__(self, num_tasks, c=0.5, iterations=100):
-        super().__init__(num_tasks)
-        self.c = _number(c, "c")
-        self.iterations = _integer(iterations, "iterations", low=1)
-
-    def solve(self, gram):
-        return cagrad_coefficients(gram, self.c, self.iterations)

@@ -1,0 +1,220 @@
+"""``tinymtt train``, ``tinymtt eval RUN`` and ``tinymtt demo RUN``: a run folder made, measured and shown.
+
+    tinymtt train [options]        train a multi-task model (defaults: the sequence suite), print per-task metrics
+    tinymtt eval RUN               per-task metrics of a trained run
+    tinymtt demo RUN               a few inputs with each task's prediction and target
+
+The run folder's files: tinymtt.commands.runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy
+
+from .. import backend
+from ..config import ModelConfig
+from ..metrics import evaluate, predict
+from ..model import MultiTaskTransformer
+from ..mtl import STRATEGIES
+from ..plots.history import plot_conflict, plot_history
+from ..train import TrainConfig, Trainer
+from .common import Command, UsageError, text_table
+from .runs import data_splits, load_run, read_config, write_config
+
+
+# -- option types ----------------------------------------------------------------------------
+def positive(kind):
+    """An argparse type: a number of ``kind`` (int or float) that is > 0."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def task_weights(text):
+    """'sort=1,max=0.5' -> {'sort': 1.0, 'max': 0.5}."""
+    weights = {}
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected task=weight pairs like sort=1,max=0.5, got {text!r}") from None
+    return weights
+
+
+def key_value(text):
+    """'alpha=1.5' -> ('alpha', 1.5): an int, a float, true/false, none, or else the text itself."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value like alpha=1.5, got {text!r}")
+    value = value.strip()
+    words = {"true": True, "false": False, "none": None}
+    if value.lower() in words:
+        return key.strip(), words[value.lower()]
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def metrics_table(metrics: dict, tasks) -> str:
+    kinds = {t.name: t.kind for t in tasks}
+    rows = [(task, kinds.get(task, ""), metric, f"{value:.4f}")
+            for task, values in metrics.items() for metric, value in values.items()]
+    return text_table(("task", "kind", "metric", "value"), rows)
+
+
+# -- tinymtt train ----------------------------------------------------------------------------
+def add_train_arguments(train):
+    train.add_argument("--data", choices=["sequences", "digits"], default="sequences", help="built-in data set")
+    train.add_argument("--tasks", default=None, help="comma-separated subset of the data set's tasks")
+    train.add_argument("--examples", type=positive(int), default=20000, help="generated examples (sequences)")
+    train.add_argument("--mode", choices=["conditioned", "joint"], default="conditioned")
+    train.add_argument("--d-model", type=positive(int), default=64)
+    train.add_argument("--heads", type=positive(int), default=4)
+    train.add_argument("--layers", type=positive(int), default=2)
+    train.add_argument("--d-ff", type=positive(int), default=None, help="default 4 × d-model")
+    train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--task-hidden", type=positive(int), default=None, help="hidden ReLU layer in the task encoder")
+    train.add_argument("--steps", type=positive(int), default=2000)
+    train.add_argument("--batch-size", type=positive(int), default=64)
+    train.add_argument("--lr", type=positive(float), default=3e-3)
+    train.add_argument("--weights", type=task_weights, default=None,
+                       help="task loss weights for --strategy fixed, e.g. sort=1,mean=2")
+    train.add_argument("--strategy", choices=STRATEGIES, default="fixed",
+                       help="how the task losses or gradients are combined (tinymtt.mtl); default: fixed")
+    train.add_argument("--strategy-option", type=key_value, action="append", default=None, metavar="KEY=VALUE",
+                       help="an option of the strategy, e.g. alpha=1.5 (gradnorm), c=0.4 (cagrad), window=20 (dwa); "
+                            "repeat for several")
+    train.add_argument("--sampling", choices=["uniform", "proportional", "temperature"], default="uniform")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--backend", choices=["numpy", "cupy"], default=None, help="default: $TINYMTT_BACKEND or numpy")
+    train.add_argument("--out", default=None, help="run folder (default runs/DATA-MODE-seedSEED, "
+                                                    "runs/DATA-MODE-STRATEGY-seedSEED for a strategy other than fixed)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--log-conflict", action="store_true",
+                       help="log task-gradient cosines at each logged step and plot conflict.png (T extra backward passes)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_train(args) -> int:
+    if args.backend:
+        backend.use(args.backend)
+    strategy = "" if args.strategy == "fixed" else f"-{args.strategy}"
+    out = Path(args.out or f"runs/{args.data}-{args.mode}{strategy}-seed{args.seed}")
+    if args.resume:
+        if args.out is None:
+            raise UsageError("tinymtt train: --resume needs --out RUN (the run folder to continue)")
+        document = read_config(out)
+        model_config, train_config, data_args = document["model"], document["train"], document["data"]
+    else:
+        if (out / "trainer.npz").exists():
+            raise UsageError(f"tinymtt train: {out} already holds a run: continue it with --resume, "
+                             f"or choose another folder with --out")
+        data_args = {"name": args.data, "seed": args.seed, "tasks": args.tasks.split(",") if args.tasks else None}
+        if args.data == "sequences":
+            data_args["num_examples"] = args.examples
+    train_set, val_set, test_set = data_splits(data_args)
+    if not args.resume:
+        model_config = ModelConfig(**train_set.model_config_kwargs(), d_model=args.d_model, num_heads=args.heads,
+                                   num_layers=args.layers, d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout,
+                                   mode=args.mode, task_hidden=args.task_hidden, seed=args.seed)
+        train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weights=args.weights,
+                                   strategy=args.strategy, strategy_options=dict(args.strategy_option or []) or None,
+                                   sampling=args.sampling, seed=args.seed, warmup_steps=min(100, args.steps // 10),
+                                   eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1),
+                                   log_conflict=args.log_conflict)
+    model = MultiTaskTransformer(model_config)
+    trainer = Trainer(model, train_set, val_set, train_config, out_dir=out, progress=not args.no_progress)
+    if not args.resume:
+        write_config(out, model_config, train_config, data_args, backend.get_backend())
+    else:
+        trainer.resume()
+        print(f"resuming {out} at step {trainer.step} of {train_config.steps}")
+    print(f"training {model.num_parameters():,} parameters on {train_set.name} ({len(train_set):,} examples, "
+          f"tasks {', '.join(model_config.task_names)}), {model_config.mode} mode, {train_config.strategy} strategy, "
+          f"{backend.get_backend()} backend")
+    trainer.fit()
+    metrics = evaluate(model, test_set)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    title = f"{train_set.name}, {model_config.mode} mode"
+    plot = plot_history(out / "history.jsonl", out / "curves.png", title=title)
+    if train_config.log_conflict and plot:
+        plot_conflict(out / "history.jsonl", out / "conflict.png", title=title)
+    print(f"\ntest metrics after {trainer.step} steps ({trainer.elapsed:.0f} s):")
+    print(metrics_table(metrics, model_config.tasks))
+    print(f"\nrun folder: {out}" + ("" if plot else "  (install matplotlib for curves.png)"))
+    return 0
+
+
+# -- tinymtt eval RUN -----------------------------------------------------------------------
+def add_eval_arguments(evaluate_parser):
+    evaluate_parser.add_argument("run", help="run folder written by tinymtt train")
+    evaluate_parser.add_argument("--split", choices=["train", "val", "test"], default="test")
+    evaluate_parser.add_argument("--json", action="store_true", help="print {task: {metric: value}} as JSON")
+
+
+def run_eval(args) -> int:
+    model, document = load_run(args.run)
+    split = dict(zip(("train", "val", "test"), data_splits(document["data"])))[args.split]
+    metrics = evaluate(model, split)
+    print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics, model.config.tasks))
+    return 0
+
+
+# -- tinymtt demo RUN -------------------------------------------------------------------------
+def add_demo_arguments(demo):
+    demo.add_argument("run", help="run folder written by tinymtt train")
+    demo.add_argument("--examples", type=positive(int), default=5)
+
+
+def _shown(values, kind, length):
+    """A target or prediction as text: token ids, a class id, or regression values."""
+    if kind == "token":
+        return " ".join(str(int(v)) for v in values[:length])
+    if kind == "sequence":
+        return str(int(values))
+    return " ".join(f"{float(v):.3f}" for v in numpy.ravel(values))
+
+
+def run_demo(args) -> int:
+    model, document = load_run(args.run)
+    test = data_splits(document["data"])[2]
+    rows = numpy.arange(min(args.examples, len(test)))
+    predictions = {t.name: predict(model, test, rows, t.name) for t in model.config.tasks}
+    for row in rows:
+        length = int(test.lengths[row])
+        if test.vocab_size is not None:
+            shown = " ".join(str(int(v)) for v in test.inputs[row, :length])
+        else:
+            shown = f"{length} rows of {test.inputs.shape[-1]} values"
+        print(f"input  {shown}")
+        for t in model.config.tasks:
+            target, guess = test.targets[t.name][row], predictions[t.name][row]
+            if t.kind == "token":
+                mark = "ok" if numpy.array_equal(target[:length], guess[:length]) else "WRONG"
+            elif t.kind == "sequence":
+                mark = "ok" if int(target) == int(guess) else "WRONG"
+            else:
+                mark = f"error {float(numpy.abs(numpy.ravel(guess) - numpy.ravel(target)).max()):.3f}"
+            print(f"  {t.name:<10} predicted {_shown(guess, t.kind, length):<24} "
+                  f"target {_shown(target, t.kind, length):<24} {mark}")
+        print()
+    return 0
+
+
+TRAIN = Command("train", "train a multi-task model and print per-task metrics", add_train_arguments, run_train)
+EVAL = Command("eval", "per-task metrics of a trained run", add_eval_arguments, run_eval)
+DEMO = Command("demo", "show inputs with each task's prediction and target", add_demo_arguments, run_demo)
