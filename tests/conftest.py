@@ -4,19 +4,18 @@ Arrays are made on the host with a seeded NumPy generator, then moved to the
 current backend, so `TINYMTT_BACKEND=cupy pytest` runs the whole suite on the GPU.
 """
 
-import os
+from tinymtt.commands.common import one_blas_thread
 
 # One BLAS thread for the suite and the notebook kernels it starts (they inherit the
-# environment): the test matrices are tiny, and on a busy 2-core machine OpenBLAS's
-# spinning threads make them many times slower. Set before NumPy is imported; a value
-# already in the environment wins.
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+# environment), as the command does: the test matrices are tiny, and on a busy 2-core
+# machine OpenBLAS's spinning threads make them many times slower. Set before NumPy is
+# imported; a value already in the environment wins.
+one_blas_thread()
 
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402,F401
 import pytest  # noqa: E402
 
-from tinymtt import backend
+from tinymtt import backend  # noqa: E402
 
 
 def pytest_report_header(config):

@@ -50,7 +50,7 @@ def make_batch(config):
 
 
 def losses(model, batch):
-    total, per_task = model.loss(batch)
+    total, per_task, _ = model.loss(batch)
     return host(total), {name: host(value) for name, value in per_task.items()}
 
 

@@ -14,7 +14,8 @@ nbformat = pytest.importorskip("nbformat", reason="the lesson tests need the tes
 nbclient = pytest.importorskip("nbclient", reason="the lesson tests need the test extra: pip install -e '.[test]'")
 pytest.importorskip("ipykernel", reason="the lesson tests need the test extra: pip install -e '.[test]'")
 
-from tinymtt.exercises import BEGIN, make_student_copy  # noqa: E402
+from tinymtt.commands.exercises import make_student_copy  # noqa: E402
+from tinymtt.exercises import BEGIN  # noqa: E402
 
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))

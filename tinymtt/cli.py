@@ -40,8 +40,16 @@ def build_parser(listed) -> ArgumentParser:
     for command in listed:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.description)
         command.add_arguments(sub)
-        sub.set_defaults(run=command.run)
+        sub.set_defaults(_run=command.run, _parser=sub)     # underscores: no clash with an option's name
     return parser
+
+
+def parse(argv):
+    """The options of one command; an unknown option is reported by that command's own parser."""
+    args, unknown = build_parser(commands()).parse_known_args(argv)
+    if unknown:
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -52,19 +60,18 @@ def main(argv=None) -> int:
     from .backend import BackendError
     from .checkpoint import CheckpointError
     from .train import TrainingError
-    prog = f"tinymtt {argv[0]}" if argv and not argv[0].startswith("-") else "tinymtt"
     try:
-        args = build_parser(commands()).parse_args(argv)
-        return args.run(args)
+        args = parse(argv)
+        return args._run(args)
     except UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE
     except TrainingError as error:
-        print(f"{prog}: training stopped: {error}", file=sys.stderr)
+        print(f"tinymtt: training stopped: {error}", file=sys.stderr)
         return EXIT_FAILED
     except (FileNotFoundError, CheckpointError, BackendError, ValueError, KeyError, TypeError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"tinymtt: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 

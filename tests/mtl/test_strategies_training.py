@@ -121,8 +121,8 @@ def test_resume_is_exact_with_a_strategy(tmp_path, strategy, options):
 @pytest.fixture
 def no_plot(monkeypatch):
     """The curves figure takes ~2 s to draw and is tested in tests/test_cli.py; here it is skipped."""
-    import tinymtt.plots
-    monkeypatch.setattr(tinymtt.plots, "plot_history", lambda *args, **kwargs: None)
+    import tinymtt.commands.train
+    monkeypatch.setattr(tinymtt.commands.train, "plot_history", lambda *args, **kwargs: None)
 
 
 TINY = ["--examples", "200", "--d-model", "16", "--heads", "2", "--layers", "1", "--batch-size", "16",

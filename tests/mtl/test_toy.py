@@ -5,8 +5,7 @@ import pytest
 
 from tinymtt.gradcheck import numerical_gradient, rel_error
 from tinymtt.mtl import cagrad, mgda, pcgrad
-from tinymtt.mtl.toy import (METHODS, MINIMUM, direction, pareto_mask, plot_toy, toy_loss_grid, toy_losses,
-                             trajectory)
+from tinymtt.mtl.toy import METHODS, MINIMUM, direction, pareto_mask, toy_loss_grid, toy_losses, trajectory
 
 
 def away_from_kinks(count, seed=0):
@@ -111,9 +110,3 @@ def test_bad_inputs():
         trajectory("gd", (np.nan, 1.0), 3, 0.01)
     with pytest.raises(ValueError, match="steps"):
         trajectory("gd", (1.0, 1.0), -1, 0.01)
-
-
-def test_plot_toy_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
-    plot_toy(tmp_path / "toy.png", steps=30, lr=0.01)
-    assert (tmp_path / "toy.png").stat().st_size > 10000

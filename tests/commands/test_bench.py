@@ -10,10 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from tinymtt import backend, bench
 import tinymtt.nn.basic
 import tinymtt.ops
-from tinymtt.profiling import CATEGORIES, profile_step
+from tinymtt import backend
+from tinymtt.cli import main
+from tinymtt.commands import bench
+from tinymtt.commands.bench import profile_step
+from tinymtt.commands.profiling import CATEGORIES
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 ROW_KEYS = {"config", "tinymtt_ms", "torch_ms", "ratio", "gflops", "matmul_share"}
@@ -41,7 +44,7 @@ def _positive_float(value):
 
 
 def test_main_json_keys_and_types(quick, capsys):
-    code = bench.main(["--config", "small", "--repeats", "1", "--warmup", "0", "--json"])
+    code = main(["bench", "--config", "small", "--repeats", "1", "--warmup", "0", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert isinstance(result["configs"], list) and len(result["configs"]) == 1
@@ -118,7 +121,7 @@ def test_profile_by_category_and_restores_the_ops():
 
 
 def test_table_and_profile_print(quick, capsys):
-    assert bench.main(["--config", "small", "--repeats", "1", "--warmup", "0", "--no-torch", "--profile"]) == 0
+    assert main(["bench", "--config", "small", "--repeats", "1", "--warmup", "0", "--no-torch", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "tinymtt ms" in out and "ratio" in out and "small" in out
     assert "matmul/linear" in out and "profile of one step" in out
@@ -135,12 +138,12 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("argv", [["--config", "huge"], ["--repeats", "many"], ["--no-such-option"]])
 def test_bad_options_are_one_line_and_exit_code_2(argv, capsys):
-    assert bench.main(argv) == 2
+    assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("tinymtt bench:")
 
 
 @pytest.mark.skipif(backend.cupy_available(), reason="checks the message shown when CuPy is missing")
 def test_cupy_backend_without_a_gpu_is_a_clear_error(capsys):
-    assert bench.main(["--config", "tiny", "--backend", "cupy", "--repeats", "1", "--warmup", "0"]) == 2
+    assert main(["bench", "--config", "tiny", "--backend", "cupy", "--repeats", "1", "--warmup", "0"]) == 2
     assert "cupy" in capsys.readouterr().err.lower()

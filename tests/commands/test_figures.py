@@ -1,17 +1,12 @@
-"""tinymtt.figures: every figure written, readable PNGs, same seed -> same images, clear errors."""
+"""tinymtt figures: every figure written, readable PNGs, same seed -> same images, clear errors."""
 
-import math
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tinymtt import figures
-from tinymtt.config import ModelConfig
-from tinymtt.data import make_sequence_suite
-from tinymtt.model import MultiTaskTransformer
-from tinymtt.selfcheck import CheckRow
+from tinymtt.cli import main
+from tinymtt.commands import figures
 
 matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.image import imread  # noqa: E402
@@ -24,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def quick_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("figures")
-    assert figures.main_figures(["--out", str(out), "--quick"]) == 0
+    assert main(["figures", "--out", str(out), "--quick"]) == 0
     return out
 
 
@@ -53,7 +48,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"matplotlib.*pip install 'tinymtt\[lessons\]'"):
         figures.make_figures(tmp_path, quick=True)
-    assert figures.main_figures(["--out", str(tmp_path), "--quick"]) == 2
+    assert main(["figures", "--out", str(tmp_path), "--quick"]) == 2
     error = capsys.readouterr().err
     assert "pip install 'tinymtt[lessons]'" in error and "Traceback" not in error
     assert len(error.strip().splitlines()) == 1
@@ -63,29 +58,9 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path, capsys):
 @pytest.mark.parametrize("argv, text", [(["--bogus"], "unrecognized arguments"), (["--seed", "x"], "--seed"),
                                         (["--seed", "-1"], "--seed must be >= 0")])
 def test_bad_options_one_line_exit_2(argv, text, capsys, tmp_path):
-    assert figures.main_figures(argv + ["--out", str(tmp_path)]) == 2
+    assert main(["figures", *argv, "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert text in error and len(error.strip().splitlines()) == 1
-
-
-def test_task_affinity_rows_are_distributions():
-    data = make_sequence_suite(40, seed=1)
-    config = ModelConfig(**data.model_config_kwargs(), d_model=8, num_heads=2, num_layers=1, d_ff=16, mode="joint")
-    model = MultiTaskTransformer(config)
-    model.task_attention.params["gate"][...] = 0.5
-    affinity = figures.task_affinity(SimpleNamespace(model=model, val_set=data), batch_size=16)   # 3 batches
-    assert affinity.shape == (4, 4)
-    np.testing.assert_allclose(affinity.sum(axis=1), 1.0, rtol=1e-5)
-    assert model.training                                           # the mode is restored
-
-
-def test_gradcheck_figure_draws_zero_and_failed_rows(tmp_path):
-    rows = [CheckRow("op", "linear", 3e-12, 1e-7, True, 0.0), CheckRow("op", "exact", 0.0, 1e-7, True, 0.0),
-            CheckRow("layer", "Broken", math.inf, 1e-6, False, 0.0, "ValueError: boom"),
-            CheckRow("model", "Model", 2e-8, 1e-6, True, 0.0)]
-    _, Figure = figures._matplotlib()
-    path = figures.plot_gradcheck(rows, tmp_path / "g.png", Figure)
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
 
 
 @pytest.mark.parametrize("variable, quick, expected", [("1", None, "quick"), ("0", None, "full"), ("0", True, "quick")])

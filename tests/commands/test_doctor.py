@@ -1,4 +1,4 @@
-"""tinymtt.doctor: one row per piece, the fix for what is missing, never a traceback."""
+"""tinymtt.commands.doctor: one row per piece, the fix for what is missing, never a traceback."""
 
 import subprocess
 import sys
@@ -6,8 +6,9 @@ import sys
 import numpy
 import pytest
 
-from tinymtt import backend, doctor
-from tinymtt.doctor import DoctorRow, diagnose, doctor_exit_code, format_report
+from tinymtt import backend
+from tinymtt.commands import doctor
+from tinymtt.commands.doctor import DoctorRow, diagnose, doctor_exit_code, format_report
 
 NAMES = ["Python", "NumPy", "backend", "CuPy / GPU", "matplotlib", "Jupyter", "tqdm", "scikit-learn", "torch",
          "pytest"]
@@ -124,7 +125,7 @@ def test_a_working_gpu_is_named():
 
 
 def test_diagnose_imports_no_heavy_package():
-    code = ("import sys; from tinymtt.doctor import diagnose; diagnose(); "
+    code = ("import sys; from tinymtt.commands.doctor import diagnose; diagnose(); "
             "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'tqdm') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

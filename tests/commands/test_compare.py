@@ -1,13 +1,12 @@
-"""tinymtt compare: the Δ% formula, the conflict tasks, the table and JSON of a quick run, bad options."""
+"""tinymtt compare: the Δ% formula, the table and JSON of a quick run, bad options."""
 
 import json
 
 import numpy as np
 import pytest
 
-from tinymtt.compare import (CONFLICT_TASKS, CompareConfig, baseline_batch, conflict_suite, format_table,
-                             main_compare, relative_gain)
-from tinymtt.data import make_sequence_suite
+from tinymtt.cli import main
+from tinymtt.commands.compare import CompareConfig, baseline_batch, format_table, relative_gain
 
 
 def test_relative_gain_by_hand():
@@ -19,21 +18,6 @@ def test_relative_gain_by_hand():
     assert np.isnan(relative_gain({"a": 0.5}, {"a": 0.0}, {"a": False}))     # no relative change from 0
 
 
-def test_conflict_suite_targets():
-    data = conflict_suite(50, seed=3, tasks=CONFLICT_TASKS)
-    suite = make_sequence_suite(50, seed=3)
-    assert np.array_equal(data.inputs, suite.inputs) and data.task_names == list(CONFLICT_TASKS)
-    for row in range(50):
-        digits = data.inputs[row, :data.lengths[row]]
-        assert data.targets["min"][row] == digits.min() and data.targets["max"][row] == digits.max()
-        assert data.targets["antimean"][row, 0] == pytest.approx(1 - digits.mean() / 9, abs=1e-6)
-        assert data.targets["sort_desc"][row, :len(digits)].tolist() == sorted(digits.tolist(), reverse=True)
-        assert (data.targets["sort_desc"][row, len(digits):] == -1).all()
-    assert conflict_suite(10).task_names == ["max", "min"]
-    with pytest.raises(ValueError, match="tasks"):
-        conflict_suite(10, tasks=["max", "median"])
-
-
 def test_baseline_batch_matches_the_examples_per_task():
     assert baseline_batch(CompareConfig(batch_size=64), 4) == 16
     assert baseline_batch(CompareConfig(batch_size=64, mode="joint"), 4) == 64
@@ -42,7 +26,7 @@ def test_baseline_batch_matches_the_examples_per_task():
 
 def test_quick_json_run(capsys, tmp_path):
     out = tmp_path / "results.json"
-    code = main_compare(["--quick", "--json", "--data", "conflict", "--strategies", "fixed,pcgrad,cagrad",
+    code = main(["compare", "--quick", "--json", "--data", "conflict", "--strategies", "fixed,pcgrad,cagrad",
                          "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -68,7 +52,7 @@ def test_quick_json_run(capsys, tmp_path):
 
 
 def test_quick_table_run_with_a_regression_task(capsys):
-    code = main_compare(["--quick", "--seeds", "1", "--tasks", "max,mean", "--strategies", "fixed,mgda"])
+    code = main(["compare", "--quick", "--seeds", "1", "--tasks", "max,mean", "--strategies", "fixed,mgda"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = captured.out.splitlines()
@@ -78,7 +62,7 @@ def test_quick_table_run_with_a_regression_task(capsys):
 
 
 def test_no_baselines_no_delta(capsys):
-    code = main_compare(["--quick", "--json", "--seeds", "1", "--tasks", "max,min", "--data", "conflict",
+    code = main(["compare", "--quick", "--json", "--seeds", "1", "--tasks", "max,min", "--data", "conflict",
                          "--strategies", "fixed", "--no-baselines", "--probe-every", "0"])
     results = json.loads(capsys.readouterr().out)
     assert code == 0 and results["baseline"] is None
@@ -94,5 +78,5 @@ def test_no_baselines_no_delta(capsys):
                                         (["--probe-every", "-1"], "probe-every"),
                                         (["--lr", "nan"], "lr")])
 def test_bad_options_exit_2_with_a_named_message(argv, word, capsys):
-    assert main_compare(["--quick"] + argv) == 2
+    assert main(["compare", "--quick"] + argv) == 2
     assert word in capsys.readouterr().err

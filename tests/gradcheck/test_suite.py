@@ -1,4 +1,4 @@
-"""tinymtt.selfcheck: every op, layer and the model checked in seconds; planted bugs show up."""
+"""tinymtt.gradcheck.suite: every op, layer and the model checked in seconds; planted bugs show up."""
 
 import math
 
@@ -10,7 +10,7 @@ import tinymtt.nn
 import tinymtt.nn.basic
 import tinymtt.ops
 from tinymtt import gradcheck
-from tinymtt.selfcheck import CheckRow, format_table, run_checks
+from tinymtt.gradcheck.suite import CheckRow, format_table, run_checks
 
 
 @pytest.fixture(scope="module")
