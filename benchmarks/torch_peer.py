@@ -1,6 +1,6 @@
 """The speed peer: tinymtt's benchmark model written in PyTorch eager (float32).
 
-The same architecture as the model ``tinymtt.bench`` times (DESIGN.md, conditioned mode):
+The same architecture as the model ``tinymtt.bench`` times (docs/DESIGN.md, conditioned mode):
 
     e      = E[x]·√D + P[:S]                      nn.Embedding + the same sinusoidal table
     h0     = e + Tf[task_b],  Tf = Linear(onehot)  task encoder, no hidden layer

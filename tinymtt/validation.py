@@ -61,7 +61,7 @@ def check_array(x, name: str, *, ndim=None, min_ndim=None, kind=None):
 def check_shape(x, name: str, expected, labels: str = ""):
     """Require ``x.shape`` to match ``expected`` (None entries match any size).
 
-    labels: the letters of DESIGN.md for the message, e.g. "(B, S, D)".
+    labels: the letters of docs/DESIGN.md for the message, e.g. "(B, S, D)".
     """
     check_array(x, name)
     shape = tuple(x.shape)

@@ -127,7 +127,7 @@ class ReLU(Module):
 
 
 class GELU(Module):
-    """GELU, tanh form (as in GPT-2 and DESIGN.md)."""
+    """GELU, tanh form (as in GPT-2 and docs/DESIGN.md)."""
 
     def forward(self, x):
         out, cache = gelu_forward(x)

@@ -7,7 +7,7 @@ TaskEncoder -- one input, different representations per task:
 and the model adds Tf to every position of the input embedding.
 
 TaskAttention -- at each position, the stream of task τ attends over all
-task streams (DESIGN.md, "Task attention"):
+task streams (docs/DESIGN.md, "Task attention"):
     X      : (B, T, S, D) -> (B·S, T, D)    every position is a "sequence" of T task tokens
     A      = MHA(X)                         Q_τ = X_τWq, K_j = X_jWk, V_j = X_jWv; softmax over j
     out    = LayerNorm(X + g·A),  g = tanh(γ) (gated, γ = 0 at start) or 1
