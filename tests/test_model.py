@@ -248,3 +248,25 @@ def test_backward_before_loss_is_a_clear_error():
     model = MultiTaskTransformer(small_config("joint"))
     with pytest.raises(RuntimeError, match="before loss"):
         model.backward()
+
+
+def test_backward_after_a_forward_alone_is_a_clear_error():
+    """forward keeps what the layers need, but the weights enter in loss: backward needs loss."""
+    model = MultiTaskTransformer(small_config("conditioned"))
+    model.forward(small_batch("conditioned"))
+    with pytest.raises(RuntimeError, match="before loss"):
+        model.backward()
+
+
+@pytest.mark.parametrize("mode", ["conditioned", "joint"])
+def test_loss_returns_a_named_result_and_sets_nothing_on_the_model(mode):
+    model = prepared(mode)
+    before = set(vars(model))
+    result = model.loss(small_batch(mode), [1.0, 2.0, 3.0])
+    assert result._fields == ("total", "losses", "counted")
+    assert list(result.losses) == list(result.counted) == model.config.task_names
+    assert all(isinstance(flag, bool) for flag in result.counted.values())
+    assert float(host(result.total)) == pytest.approx(sum(w * float(host(result.losses[n]))
+                                                          for w, n in zip((1, 2, 3), model.config.task_names)))
+    model.backward()
+    assert set(vars(model)) == before           # no attribute appears for another module to read back

@@ -7,8 +7,9 @@ import types
 import numpy as np
 import pytest
 
-from tinymtt.validation import (ShapeError, check_array, check_index_range, check_probability,
-                                check_same_module, check_shape, describe)
+from tinymtt.validation import (ShapeError, check_array, check_index_range, check_integer, check_number,
+                                check_positive_integer, check_probability, check_same_module, check_shape, describe,
+                                scalar_upstream)
 
 
 def test_shape_error_is_a_value_error():
@@ -154,3 +155,43 @@ def test_check_same_module_mixed(monkeypatch):
     on_device = np.zeros(2).view(fake.ndarray)
     with pytest.raises(TypeError, match=re.escape("arrays must all be on one backend, got x on numpy, w on cupy")):
         check_same_module(x=np.zeros(2), w=on_device, b=None)
+
+
+@pytest.mark.parametrize("value", [3, np.int64(3), np.uint8(3)])
+def test_check_integer_accepts_python_and_numpy_integers_and_returns_an_int(value):
+    assert check_integer(value, "steps", 1) == 3 and type(check_integer(value, "steps", 1)) is int
+
+
+@pytest.mark.parametrize("value", [True, 2.0, "2", None, -1])
+def test_check_integer_names_the_argument_and_the_bound(value):
+    with pytest.raises(ValueError, match=re.escape(f"window must be an integer >= 0, got {value!r}")):
+        check_integer(value, "window", 0)
+
+
+def test_check_positive_integer_says_positive():
+    assert check_positive_integer(1, "num_heads") == 1
+    with pytest.raises(ValueError, match=re.escape("num_heads must be a positive integer, got 0")):
+        check_positive_integer(0, "num_heads")
+
+
+@pytest.mark.parametrize("value, options, ok", [
+    (0.5, {}, True), (0, {}, True), (np.float32(2.5), {}, True), (0, {"low_open": True}, False),
+    (1.0, {"high": 1.0, "high_open": True}, False), (-0.1, {}, False), (float("nan"), {}, False),
+    (float("inf"), {}, False), (True, {}, False), ("1", {}, False)])
+def test_check_number(value, options, ok):
+    if ok:
+        assert check_number(value, "lr", **options) == float(value)
+    else:
+        with pytest.raises(ValueError, match=r"lr must be a finite number in [\[(]"):
+            check_number(value, "lr", **options)
+
+
+def test_scalar_upstream():
+    assert scalar_upstream(2.0, np.float32, np) == 2.0                         # a Python float stays weak
+    out = scalar_upstream(np.array(2.0), np.float32, np)                        # a 0-d array: cast, no upcast
+    assert out.dtype == np.float32 and out.shape == ()
+    assert scalar_upstream(np.float32(2.0), np.float64, np).dtype == np.float64  # a NumPy scalar too
+    with pytest.raises(ShapeError, match="dout must be a scalar"):
+        scalar_upstream(np.ones(2), np.float32, np)
+    with pytest.raises(TypeError, match="dout must be a floating-point array"):
+        scalar_upstream(np.array(1), np.float32, np)

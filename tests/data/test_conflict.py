@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinymtt.data import CONFLICT_TASKS, conflict_suite, make_sequence_suite
+from tinymtt.data import CONFLICT_TASKS, conflict_suite, load_dataset, make_sequence_suite
 
 
 def test_conflict_suite_targets():
@@ -19,3 +19,9 @@ def test_conflict_suite_targets():
     assert conflict_suite(10).task_names == ["max", "min"]
     with pytest.raises(ValueError, match="tasks"):
         conflict_suite(10, tasks=["max", "median"])
+
+
+def test_the_conflict_suite_loads_by_name_with_its_default_tasks():
+    data = load_dataset("conflict", num_examples=20, seed=1)
+    assert data.name == "conflict" and data.task_names == ["max", "min"]
+    assert np.array_equal(data.inputs, conflict_suite(20, seed=1).inputs)

@@ -214,6 +214,23 @@ def test_train_and_eval_propagate_to_every_sublayer():
     np.testing.assert_array_equal(host(encoder(x)), host(encoder(x)))
 
 
+def test_evaluating_is_eval_mode_for_a_block_and_restores_the_mode_even_after_an_error():
+    encoder = Encoder(1, 4, 2, 6, init_rng(0), dropout=0.3, dtype=F64)
+    with encoder.evaluating() as inside:
+        assert inside is encoder and not encoder.training and not encoder.blocks[0].dropout1.training
+    assert encoder.training and encoder.blocks[0].dropout1.training
+    encoder.eval()
+    with pytest.raises(KeyError):
+        with encoder.evaluating():
+            raise KeyError("inside the block")
+    assert not encoder.training                                     # it was in eval mode before: still is
+    encoder.train()
+    with pytest.raises(KeyError):
+        with encoder.evaluating():
+            raise KeyError("inside the block")
+    assert encoder.training and encoder.blocks[0].attn.training
+
+
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_float32_in_float32_out(name):
     make, run, shape = LAYERS[name]
