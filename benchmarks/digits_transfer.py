@@ -12,12 +12,12 @@ Needs scikit-learn (pip install 'tinymtt[digits]').
 
 import argparse
 import json
-import os
 import statistics
 import time
 
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):   # small matrices: one BLAS thread (see README)
-    os.environ.setdefault(_variable, "1")
+from tinymtt.commands.common import one_blas_thread
+
+one_blas_thread()   # small matrices: one BLAS thread (see README); before NumPy loads
 
 from tinymtt.config import ModelConfig  # noqa: E402
 from tinymtt.data import load_digits_suite  # noqa: E402

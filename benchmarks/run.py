@@ -1,6 +1,6 @@
 """Run the training-step benchmark from a source checkout: ``python benchmarks/run.py --config all``.
 
-The same as ``tinymtt bench`` / ``python -m tinymtt.bench``; see tinymtt/bench.py.
+The same as ``tinymtt bench``; see tinymtt/commands/bench.py.
 """
 
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, even when tinymtt is not installed
 
-from tinymtt.bench import main  # noqa: E402
+from tinymtt.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

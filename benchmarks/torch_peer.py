@@ -1,6 +1,6 @@
 """The speed peer: tinymtt's benchmark model written in PyTorch eager (float32).
 
-The same architecture as the model ``tinymtt.bench`` times (docs/DESIGN.md, conditioned mode):
+The same architecture as the model ``tinymtt bench`` times (docs/DESIGN.md, conditioned mode):
 
     e      = E[x]·√D + P[:S]                      nn.Embedding + the same sinusoidal table
     h0     = e + Tf[task_b],  Tf = Linear(onehot)  task encoder, no hidden layer
@@ -11,7 +11,7 @@ The same architecture as the model ``tinymtt.bench`` times (docs/DESIGN.md, cond
 and one step is zero_grad, loss, backward, AdamW.step, like tinymtt's.
 
 This file lives outside the ``tinymtt`` package on purpose: no autograd library
-appears in tinymtt/. ``tinymtt.bench`` loads it from the source checkout when
+appears in tinymtt/. ``tinymtt.commands.bench`` loads it from the source checkout when
 torch is installed.
 """
 
