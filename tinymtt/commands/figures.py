@@ -31,7 +31,7 @@ from ..exercises import quick as quick_from_environment
 from ..gradcheck.suite import run_checks
 from ..metrics import evaluate
 from ..model import MultiTaskTransformer
-from ..plots.canvas import figure_class
+from ..plots.canvas import figure_class, reproducible_style
 from ..plots.figures import (plot_attention_sort, plot_curves, plot_gradcheck, plot_positional_encoding,
                              plot_task_affinity)
 from ..train import TrainConfig, Trainer, read_history
@@ -67,7 +67,7 @@ def make_figures(out_dir, quick=None, seed=0, log=None) -> list:
     quick: None = TINYMTT_QUICK (tinymtt.exercises.quick()); True trains for a few dozen steps.
     seed: the data, the models, the training and the gradient checks. ``log``: a print-like callable.
     """
-    matplotlib, Figure = figure_class()
+    figure_class()                     # no matplotlib: one clear error now, before anything is trained
     quick = quick_from_environment() if quick is None else bool(quick)
     settings = SETTINGS["quick" if quick else "full"]
     log = log or (lambda *args: None)
@@ -76,8 +76,7 @@ def make_figures(out_dir, quick=None, seed=0, log=None) -> list:
     data = make_sequence_suite(settings["examples"], seed=seed)
     train_set, val_set = data.split((0.9, 0.1), seed=seed)
     paths = []
-    with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "tinymtt"}), \
-            tempfile.TemporaryDirectory(prefix="tinymtt-figures-") as scratch:
+    with reproducible_style() as Figure, tempfile.TemporaryDirectory(prefix="tinymtt-figures-") as scratch:
         runs = []
         for mode in ("conditioned", "joint"):
             start = time.perf_counter()

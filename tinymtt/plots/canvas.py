@@ -9,6 +9,7 @@ same drawing gives the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 INSTALL = "pip install 'tinymtt[lessons]'"
@@ -31,6 +32,15 @@ def figure_class():
     except ImportError:
         raise MissingMatplotlib(f"matplotlib is not installed, and the figures need it: {INSTALL}") from None
     return matplotlib, Figure
+
+
+@contextlib.contextmanager
+def reproducible_style():
+    """Inside the block: matplotlib's default style (whatever a matplotlibrc says) and a fixed hash
+    salt, so the same drawing gives the same bytes. Yields the Figure class to draw with."""
+    matplotlib, Figure = figure_class()
+    with matplotlib.style.context("default"), matplotlib.rc_context({"svg.hashsalt": "tinymtt"}):
+        yield Figure
 
 
 def pyplot(headless=True):
