@@ -194,9 +194,10 @@ def test_the_design_doc_is_in_the_repository_and_every_reference_resolves():
     sections = design_sections()
     references, wrong = 0, []
     for where, text in cited_files():
-        for match in re.finditer(r"(\S*)DESIGN\.md", text):
+        for match in re.finditer(r"\S*DESIGN\.md", text):
             references += 1
-            if not match.group(0).lstrip("`(").startswith("docs/DESIGN.md"):
+            if text[max(match.end() - len("docs/DESIGN.md"), 0):match.end()] != "docs/DESIGN.md" \
+                    or match.group(0).endswith(("../docs/DESIGN.md", "shared/DESIGN.md")):
                 wrong.append(f"{where}: {match.group(0)!r} (write docs/DESIGN.md)")
         for section in re.findall(r"docs/DESIGN\.md(?:'s|,)? \"([^\"]+)\"", text):
             if not any(section in heading for heading in sections):
