@@ -25,9 +25,7 @@ tinymtt.plots.history.plot_conflict draws a log or a training history.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy
 
@@ -162,9 +160,8 @@ class ConflictLog:
 
     @classmethod
     def from_history(cls, records, task_names=None):
-        """A log of every history record that carries a ``conflict`` entry (a list of dicts or a history.jsonl path)."""
-        if isinstance(records, (str, Path)):
-            records = [json.loads(line) for line in Path(records).read_text().splitlines() if line.strip()]
+        """A log of every history record (a list of dicts, e.g. tinymtt.train.read_history's) that carries a
+        ``conflict`` entry."""
         found = [r for r in records if isinstance(r, dict) and r.get("conflict")]
         if not found:
             raise ValueError("no history record carries a 'conflict' entry (train with conflict logging on)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy
 
 from ..mtl import ConflictLog
@@ -53,6 +55,8 @@ def plot_conflict(log, out_path, title=""):
     plt = pyplot()
     if plt is None:
         return None
+    if isinstance(log, (str, Path)):
+        log = read_history(log)
     if not isinstance(log, ConflictLog):
         log = ConflictLog.from_history(log)
     names, num_tasks = log.task_names, len(log.task_names)
