@@ -10,6 +10,23 @@ The same architecture as the model ``tinymtt bench`` times (docs/DESIGN.md, cond
 
 and one step is zero_grad, loss, backward, AdamW.step, like tinymtt's.
 
+It is the model a PyTorch user would write for this batch, with nothing that
+slows it for nothing. Each choice:
+
+* ``nn.TransformerEncoderLayer`` with ``batch_first=True`` (no transposes),
+  ``norm_first=True`` and GELU (tanh) as tinymtt's blocks; ``dropout=0.0``,
+  as tinymtt's bench model.
+* The key padding mask is passed only when the batch has a padded position.
+  The bench batch has none, so attention gets no mask at all and PyTorch
+  takes its fastest attention path (scaled_dot_product_attention without a
+  mask). tinymtt still applies its (all-True) mask: that cost is ours.
+* Each task's head reads only its own examples (boolean row indexing), and
+  padded targets are ``ignore_index``: the same work as tinymtt's loss.
+* ``torch.optim.AdamW`` and ``zero_grad`` with their defaults (set_to_none=True).
+* torch's own default thread count (one per core); eager mode, float32: no
+  ``torch.compile``, no autocast. The peer is the eager PyTorch a student
+  would write, not a tuned one.
+
 This file lives outside the ``tinymtt`` package on purpose: no autograd library
 appears in tinymtt/. ``tinymtt.commands.bench`` loads it from the source checkout when
 torch is installed.
@@ -46,7 +63,7 @@ class PeerModel(nn.Module):
         h = self.embedding(inputs) * self.scale + self.positions[:seq_len]
         onehot = functional.one_hot(task_ids, self.num_tasks).to(h.dtype)
         h = h + self.task_encoder(onehot)[:, None, :]
-        padding = ~mask                                    # torch: True = ignore this key
+        padding = None if bool(mask.all()) else ~mask      # torch: True = ignore this key; no padding, no mask
         for block in self.blocks:
             h = block(h, src_key_padding_mask=padding)
         h = self.final_norm(h)

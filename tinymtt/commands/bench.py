@@ -1,41 +1,48 @@
-"""The training-step benchmark: tinymtt beside its PyTorch peer.
+"""The training-step benchmark: tinymtt beside its PyTorch peer, each alone in its own process.
 
-    tinymtt bench [--config small|medium|all] [--backend numpy|cupy] [--json] [--profile]
+    tinymtt bench [--config small|medium|all] [--rounds N] [--backend numpy|cupy] [--json] [--profile]
 
 One step = zero_grad, loss, backward, AdamW.step of a conditioned-mode
 MultiTaskTransformer (3 token tasks, pre-LN, GELU, dropout 0, float32) on a
-fixed batch of random tokens; the time is the median over ``repeats`` steps
-after ``warmup`` steps. When torch is installed, the same model in PyTorch
-eager (``benchmarks/torch_peer.py``, found next to the package in a source
-checkout) is timed in the same run on the same batch, the two steps
-alternating so that a change in the machine's load hits both alike. ``ratio``
-is tinymtt / torch: below 1 tinymtt is the faster. On the GPU (``--backend
-cupy``) the device is synchronized before every clock reading, and torch runs
-on CUDA when its build has it.
+fixed batch of random tokens. When torch is installed, the same model in
+PyTorch eager (``benchmarks/torch_peer.py``, found next to the package in a
+source checkout) is timed on the same batch.
 
-GFLOP/s counts the matmul FLOPs of the model's math (``step_flops``) per second;
-``matmul_share`` divides that by the rate of one large float32 matmul
-measured in the same run on the same backend: how close the step comes to
-what the BLAS (or the GPU) can do at best.
+The method, as an outsider would measure: every measurement is a fresh
+interpreter (``python -m tinymtt.commands.timing``) that builds one peer,
+takes ``warmup`` untimed steps and times ``repeats`` steps; its median is that
+round's time. The peers alternate, round after round (tinymtt, torch,
+tinymtt, torch, ...), so a change in the machine's load hits both alike, and
+neither ever shares a process, a core's spinning thread pool or a cache with
+the other. Each peer's time is the median of its round medians; the spread is
+the lowest and highest round median. ``ratio`` is tinymtt / torch (below 1
+tinymtt is the faster), with the spread of the per-round ratios.
+
+The limit: ``step_flops`` counts the matmul FLOPs of the model's math, and a
+large float32 matmul (MATMUL_SIZE³), timed in its own process in every round,
+gives the best rate the BLAS (or the GPU) reaches. ``limit_ms`` is the step's
+FLOPs at that rate, the time a step would take if it were nothing but large
+matmuls; ``limit_fraction`` = limit_ms / tinymtt_ms. On the GPU
+(``--backend cupy``) the device is synchronized before every clock reading,
+and torch runs on CUDA when its build has it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
 import statistics
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy
 
 from .. import backend as tinymtt_backend
-from ..config import ModelConfig, TaskSpec
-from ..model import MultiTaskTransformer
-from ..optim import AdamW
 from ..validation import check_integer
 from .common import Command
 from .profiling import format_profile, profile
+from .timing import build_tinymtt, host_batch, peer_note, synchronizer
 
 CONFIGS = {
     "small": dict(vocab_size=16, seq_len=32, d_model=128, num_heads=4, num_layers=2, d_ff=512,
@@ -46,9 +53,8 @@ CONFIGS = {
                  batch_size=4, num_tasks=3),
 }
 PUBLIC_CONFIGS = ("small", "medium")
-PEER_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_peer.py"
-LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.01
 MATMUL_SIZE = 2048   # the reference matmul: (2048×2048)·(2048×2048) in float32
+WORKER = "tinymtt.commands.timing"
 
 
 def step_flops(settings) -> int:
@@ -70,156 +76,111 @@ def step_flops(settings) -> int:
     return 3 * forward
 
 
-def host_batch(settings, seed=0) -> dict:
-    """Random tokens, a full mask, task ids cycling over the tasks; targets (T, B, S)."""
-    s = settings
-    rng = numpy.random.default_rng(seed)
-    shape = (s["batch_size"], s["seq_len"])
-    return {"inputs": rng.integers(0, s["vocab_size"], shape),
-            "mask": numpy.ones(shape, dtype=bool),
-            "task_ids": numpy.arange(s["batch_size"]) % s["num_tasks"],
-            "targets": rng.integers(0, s["vocab_size"], (s["num_tasks"],) + shape)}
+def run_worker(spec) -> dict:
+    """Run one measurement (tinymtt.commands.timing) in a fresh interpreter; its JSON result.
 
-
-def build_tinymtt(settings, batch, seed=0):
-    """The tinymtt model, its AdamW, and ``step()`` on the current backend."""
-    s = settings
-    tasks = [TaskSpec(f"task{i}", "token", s["vocab_size"]) for i in range(s["num_tasks"])]
-    config = ModelConfig(tasks=tasks, vocab_size=s["vocab_size"], max_len=s["seq_len"], d_model=s["d_model"],
-                         num_heads=s["num_heads"], d_ff=s["d_ff"], num_layers=s["num_layers"], dropout=0.0,
-                         mode="conditioned", norm_first=True, activation="gelu", task_hidden=None, seed=seed,
-                         dtype="float32")
-    model = MultiTaskTransformer(config)
-    move = tinymtt_backend.to_device
-    device_batch = {"inputs": move(batch["inputs"]), "mask": move(batch["mask"]), "task_ids": move(batch["task_ids"]),
-                    "targets": {t.name: move(batch["targets"][i]) for i, t in enumerate(tasks)}}
-    optimizer = AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-    grads = model.gradients()   # the same arrays every step: zero_grad and backward work in place
-
-    def step():
-        model.zero_grad()
-        loss = model.loss(device_batch).total
-        model.backward()
-        optimizer.step(grads)
-        return loss
-
-    return step, model, optimizer
-
-
-def synchronizer(xp):
-    """A function that waits for the device to finish (a no-op on the CPU)."""
-    if xp is numpy:
-        return lambda: None
-    return xp.cuda.Device().synchronize
-
-
-def median_ms(runners, repeats, warmup) -> dict:
-    """Median wall time (ms) of one call of each runner, timed in turn.
-
-    runners: {name: (step, synchronize)}. The runners alternate call by call,
-    so a change in the machine's load during the run hits them alike.
+    The child imports this very tinymtt (its folder goes first on PYTHONPATH)
+    and inherits the environment, thread settings included. A child that
+    fails raises RuntimeError with the last line it printed.
     """
-    for step, synchronize in runners.values():
-        for _ in range(warmup):
-            step()
-        synchronize()
-    times = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, (step, synchronize) in runners.items():
-            start = time.perf_counter()
-            step()
-            synchronize()   # a GPU runs asynchronously: wait before reading the clock
-            times[name].append(time.perf_counter() - start)
-    return {name: 1000.0 * statistics.median(values) for name, values in times.items()}
+    package_root = str(Path(__file__).resolve().parents[2])
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", WORKER, json.dumps(spec)], capture_output=True, text=True,
+                          env=environment)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
+        raise RuntimeError(f"the {spec['peer']} measurement failed: {lines[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def matmul_gflops(xp, size=2048, repeats=5) -> float:
-    """GFLOP/s of one float32 (size×size)·(size×size) matmul on this backend (median of ``repeats``)."""
-    rng = numpy.random.default_rng(0)
-    a, b = (xp.asarray(rng.standard_normal((size, size), dtype=numpy.float32)) for _ in range(2))
-    ms = median_ms({"matmul": (lambda: a @ b, synchronizer(xp))}, repeats, warmup=1)["matmul"]
-    return 2 * size ** 3 / (ms * 1e-3) / 1e9
+def _spread(values) -> list:
+    return [min(values), max(values)]
 
 
-def load_peer():
-    """(the torch peer module, None), or (None, why it cannot run)."""
-    if importlib.util.find_spec("torch") is None:
-        return None, "torch is not installed (pip install 'tinymtt[oracle]')"
-    if not PEER_PATH.is_file():
-        return None, f"{PEER_PATH} not found: the torch peer ships with the source checkout, not the package"
-    spec = importlib.util.spec_from_file_location("tinymtt_torch_peer", PEER_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, None
-
-
-def _peer_device(peer, backend_name):
-    if backend_name == "numpy":
-        return "cpu", None
-    if peer.cuda_available():
-        return "cuda", None
-    return None, "this torch has no CUDA: torch is timed on the GPU only"
-
-
-def run_benchmark(configs=PUBLIC_CONFIGS, backend="numpy", repeats=7, warmup=2, with_torch=True,
+def run_benchmark(configs=PUBLIC_CONFIGS, backend="numpy", rounds=3, repeats=7, warmup=2, with_torch=True,
                   matmul_size=None) -> dict:
-    """Time a training step of every config; returns the dict that ``--json`` prints.
+    """Time a training step of every config, each peer in its own processes; the dict ``--json`` prints.
 
-    configs: names in CONFIGS; backend: "numpy" or "cupy"; repeats timed steps
-    (the median is reported) after ``warmup`` untimed ones; with_torch: time the
-    PyTorch peer too when it can run (otherwise its fields are None and
-    ``torch_note`` says why); matmul_size: the reference matmul (default MATMUL_SIZE).
+    configs: names in CONFIGS; backend: "numpy" or "cupy"; rounds: how many
+    times each peer is measured, in alternation, each time in a fresh process;
+    repeats timed steps per process (their median is the round's time) after
+    ``warmup`` untimed ones; with_torch: time the PyTorch peer too when it can
+    run (otherwise its fields are None and ``torch_note`` says why);
+    matmul_size: the reference matmul (default MATMUL_SIZE).
     """
     matmul_size = MATMUL_SIZE if matmul_size is None else matmul_size
     unknown = [name for name in configs if name not in CONFIGS]
     if unknown:
         raise ValueError(f"configs must be among {sorted(CONFIGS)}, got {unknown}")
-    repeats, warmup = check_integer(repeats, "repeats", 1), check_integer(warmup, "warmup")
-    peer, torch_note, device, peer_info = None, "not requested", None, None
-    if with_torch:
-        peer, torch_note = load_peer()
-        if peer is not None:
-            device, torch_note = _peer_device(peer, backend)
-    with tinymtt_backend.use(backend):
-        xp = tinymtt_backend.get_array_module()
-        rate = matmul_gflops(xp, matmul_size)
-        rows = []
+    rounds, repeats = check_integer(rounds, "rounds", 1), check_integer(repeats, "repeats", 1)
+    warmup = check_integer(warmup, "warmup")
+    tinymtt_backend.use(backend).__exit__()   # a missing CuPy is one clear error here, before any process starts
+    torch_note = peer_note() if with_torch else "not requested"
+    common = {"backend": backend, "repeats": repeats, "warmup": warmup}
+    matmul, measured = [], {name: [] for name in configs}   # per round: the matmul; per config: (ours, theirs)
+    for _ in range(rounds):
+        matmul.append(run_worker({**common, "peer": "matmul", "matmul_size": matmul_size}))
         for name in configs:
-            settings = CONFIGS[name]
-            batch = host_batch(settings)
-            runners = {"tinymtt": (build_tinymtt(settings, batch)[0], synchronizer(xp))}
-            if device is not None:
-                peer_step, peer_sync, peer_info = peer.make_step(settings, batch, device=device)
-                runners["torch"] = (peer_step, peer_sync)
-            times = median_ms(runners, repeats, warmup)
-            ours, theirs = times["tinymtt"], times.get("torch")
-            gflops = step_flops(settings) / (ours * 1e-3) / 1e9
-            rows.append({"config": name, "tinymtt_ms": ours, "torch_ms": theirs,
-                         "ratio": ours / theirs if theirs else None, "gflops": gflops,
-                         "matmul_share": gflops / rate, "step_gflop": step_flops(settings) / 1e9,
-                         "torch_gflops": step_flops(settings) / (theirs * 1e-3) / 1e9 if theirs else None})
-    return {"backend": backend, "dtype": "float32", "repeats": repeats, "warmup": warmup,
-            "matmul_gflops": rate, "matmul_size": matmul_size, "numpy": numpy.__version__,
-            "torch": peer_info, "torch_note": torch_note if peer_info is None else None, "configs": rows}
+            ours = run_worker({**common, "peer": "tinymtt", "settings": CONFIGS[name]})
+            theirs = None
+            if torch_note is None:
+                try:
+                    theirs = run_worker({**common, "peer": "torch", "settings": CONFIGS[name]})
+                except RuntimeError as error:   # e.g. a torch without CUDA beside --backend cupy
+                    torch_note = str(error)
+            measured[name].append((ours, theirs))
+    rate_ms = [m["median_ms"] for m in matmul]
+    rates = [2 * matmul_size ** 3 / (ms * 1e-3) / 1e9 for ms in rate_ms]
+    rate = statistics.median(rates)
+    rows = [_row(name, measured[name], rate, torch_note is None) for name in configs]
+    torch_info = next((theirs["info"] for pairs in measured.values() for _, theirs in pairs if theirs), None)
+    return {"backend": backend, "dtype": "float32", "method": "each peer alone in a fresh process, alternating rounds",
+            "rounds": rounds, "repeats": repeats, "warmup": warmup, "matmul_gflops": rate,
+            "matmul_gflops_spread": _spread(rates), "matmul_size": matmul_size, "numpy": numpy.__version__,
+            "torch": torch_info if torch_note is None else None, "torch_note": torch_note, "configs": rows}
 
 
-def _number(value, digits):
-    return "-" if value is None else f"{value:.{digits}f}"
+def _row(name, pairs, rate, with_torch) -> dict:
+    """One config's line: medians of the round medians, their spreads, the limit."""
+    settings, flops = CONFIGS[name], step_flops(CONFIGS[name])
+    ours = [o["median_ms"] for o, _ in pairs]
+    theirs = [t["median_ms"] for _, t in pairs] if with_torch else None
+    tinymtt_ms = statistics.median(ours)
+    torch_ms = statistics.median(theirs) if theirs else None
+    limit_ms = 1000.0 * flops / (rate * 1e9)
+    return {"config": name, "settings": settings, "tinymtt_ms": tinymtt_ms, "tinymtt_spread_ms": _spread(ours),
+            "torch_ms": torch_ms, "torch_spread_ms": _spread(theirs) if theirs else None,
+            "ratio": tinymtt_ms / torch_ms if torch_ms else None,
+            "ratio_spread": _spread([o / t for o, t in zip(ours, theirs)]) if theirs else None,
+            "step_gflop": flops / 1e9, "gflops": flops / (tinymtt_ms * 1e-3) / 1e9,
+            "torch_gflops": flops / (torch_ms * 1e-3) / 1e9 if torch_ms else None,
+            "limit_ms": limit_ms, "limit_fraction": limit_ms / tinymtt_ms,
+            "processes": [{"tinymtt_pid": o["pid"], "tinymtt_torch_loaded": o["torch_loaded"],
+                           "torch_pid": t["pid"] if t else None} for o, t in pairs]}
+
+
+
+def _with_spread(value, spread, digits) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f} ({spread[0]:.{digits}f}-{spread[1]:.{digits}f})"
 
 
 def format_table(result) -> str:
     torch = result["torch"]
     peer = (f"torch {torch['version']} on {torch['device']} ({torch['threads']} threads)" if torch
             else f"torch: none ({result['torch_note']})")
-    lines = [f"tinymtt bench -- backend {result['backend']}, float32, median of {result['repeats']} steps "
-             f"after {result['warmup']} warm-up; matmul {result['matmul_size']}³: "
-             f"{result['matmul_gflops']:.1f} GFLOP/s; {peer}",
-             f"{'config':<8}{'tinymtt ms':>12}{'torch ms':>10}{'ratio':>8}{'GFLOP/s':>9}{'torch GFLOP/s':>15}"
-             f"{'matmul share':>14}"]
+    lines = [f"tinymtt bench -- backend {result['backend']}, float32; each peer alone in a fresh process, "
+             f"{result['rounds']} alternating rounds of {result['repeats']} steps after {result['warmup']} warm-up",
+             f"median of the round medians (lowest-highest); {peer}; "
+             f"matmul {result['matmul_size']}³: {result['matmul_gflops']:.1f} GFLOP/s",
+             f"{'config':<8}{'tinymtt ms':>22}{'torch ms':>22}{'ratio':>18}{'limit ms':>10}{'of limit':>10}"]
     for row in result["configs"]:
-        lines.append(f"{row['config']:<8}{row['tinymtt_ms']:>12.1f}{_number(row['torch_ms'], 1):>10}"
-                     f"{_number(row['ratio'], 2):>8}{row['gflops']:>9.1f}{_number(row['torch_gflops'], 1):>15}"
-                     f"{row['matmul_share']:>14.2f}")
+        lines.append(f"{row['config']:<8}{_with_spread(row['tinymtt_ms'], row['tinymtt_spread_ms'], 1):>22}"
+                     f"{_with_spread(row['torch_ms'], row['torch_spread_ms'], 1):>22}"
+                     f"{_with_spread(row['ratio'], row['ratio_spread'], 2):>18}"
+                     f"{row['limit_ms']:>10.1f}{row['limit_fraction']:>10.0%}")
     return "\n".join(lines)
 
 
@@ -237,8 +198,10 @@ def add_arguments(parser):
     parser.add_argument("--config", choices=("small", "medium", "all", "tiny"), default="all",
                         metavar="{small,medium,all}", help="which model size (default: all)")
     parser.add_argument("--backend", choices=tinymtt_backend.BACKENDS, default="numpy")
-    parser.add_argument("--repeats", type=int, default=7, help="timed steps; the median is reported")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh processes per peer, alternating (default: 3)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps per process; their median is the round's")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first, in every process")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--profile", action="store_true", help="also profile the step: time by op category")
@@ -246,7 +209,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     configs = PUBLIC_CONFIGS if args.config == "all" else (args.config,)
-    result = run_benchmark(configs, args.backend, args.repeats, args.warmup, with_torch=not args.no_torch)
+    result = run_benchmark(configs, args.backend, args.rounds, args.repeats, args.warmup,
+                           with_torch=not args.no_torch)
     if args.profile:
         result["profiles"] = {name: profile_step(name, args.backend, steps=args.repeats, warmup=args.warmup)
                               for name in configs}
@@ -255,7 +219,8 @@ def run(args) -> int:
         return 0
     print(format_table(result))
     for name, profiled in result.get("profiles", {}).items():
-        print(f"\nprofile of one step, config {name} ({args.backend}; mean of {args.repeats} steps):")
+        print(f"\nprofile of one step, config {name} ({args.backend}; mean of {args.repeats} steps, "
+                  f"in this process):")
         print(format_profile(profiled))
     return 0
 
