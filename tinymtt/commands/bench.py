@@ -40,7 +40,7 @@ import numpy
 
 from .. import backend as tinymtt_backend
 from ..validation import check_integer
-from .common import Command
+from .common import BLAS_VARIABLES, Command
 from .profiling import format_profile, profile
 from .timing import build_tinymtt, host_batch, peer_note, synchronizer
 
@@ -80,11 +80,18 @@ def run_worker(spec) -> dict:
     """Run one measurement (tinymtt.commands.timing) in a fresh interpreter; its JSON result.
 
     The child imports this very tinymtt (its folder goes first on PYTHONPATH)
-    and inherits the environment, thread settings included. A child that
-    fails raises RuntimeError with the last line it printed.
+    and inherits the environment, thread settings included. tinymtt's own
+    process runs as the command line runs it (tinymtt.cli): BLAS on one thread
+    unless the environment says otherwise, tinymtt's threads spreading the
+    work over the cores (tinymtt.backend.blockwise). torch and the reference
+    matmul keep their libraries' defaults. A child that fails raises
+    RuntimeError with the last line it printed.
     """
     package_root = str(Path(__file__).resolve().parents[2])
     environment = dict(os.environ)
+    if spec["peer"] == "tinymtt":
+        for variable in BLAS_VARIABLES:
+            environment.setdefault(variable, "1")   # as one_blas_thread does for every other command
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
     done = subprocess.run([sys.executable, "-m", WORKER, json.dumps(spec)], capture_output=True, text=True,
                           env=environment)

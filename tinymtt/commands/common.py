@@ -56,10 +56,13 @@ def text_table(header, rows) -> str:
 def one_blas_thread():
     """One BLAS thread unless the user chose otherwise; only works before NumPy is imported.
 
-    tinymtt's matrices are small (64-256 wide): a second BLAS thread gains
-    little, and on a busy machine OpenBLAS's spinning threads make a training
-    step many times slower (measured here: 300 steps took 64 s with 2 threads
-    on a 2-core machine with a busy neighbour, 4.8 s with 1). An
+    tinymtt spreads its work over the cores itself (tinymtt.backend.blockwise:
+    element-wise work, and the linear layers' matmuls cut into one block per
+    thread). A BLAS with threads of its own would compete with those: after
+    each call OpenBLAS's idle threads keep spinning on the cores tinymtt's
+    threads need, and on a busy machine they make a training step many times
+    slower (measured here: 300 steps took 64 s with 2 threads on a 2-core
+    machine with a busy neighbour, 4.8 s with 1). An
     OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS already set is respected.
     """
     if "numpy" not in sys.modules:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..backend import array_module
-from ..validation import check_array
+from ..backend import array_module, blockwise
+from ..validation import check_array, check_shape
 
 GELU_SCALE = math.sqrt(2.0 / math.pi)   # √(2/π)
 GELU_CUBIC = 0.044715
@@ -53,17 +53,24 @@ def gelu_forward(x):
     """
     check_array(x, "x", kind="float")
     xp = array_module(x)
-    # Few passes over memory: every array below is fresh, so it is updated in place.
-    clipped = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
-    u = clipped * clipped
+    flat = x.reshape(-1)   # element-wise: any blocks of elements will do
+    clipped, tanh, out = (xp.empty_like(flat) for _ in range(3))
+    blockwise(_gelu_forward_kernel, flat, clipped, tanh, out)
+    return out.reshape(x.shape), GeluCache(clipped.reshape(x.shape), tanh.reshape(x.shape))
+
+
+def _gelu_forward_kernel(x, clipped, tanh, out):
+    """The forward's math on one block, written into clipped, tanh and out (few passes, no temporaries)."""
+    xp = array_module(x)
+    xp.clip(x, -_GELU_CLIP, _GELU_CLIP, out=clipped)
+    u = xp.multiply(clipped, clipped, out=tanh)
     u *= GELU_SCALE * GELU_CUBIC
     u += GELU_SCALE
     u *= clipped                       # u = √(2/π)(x + 0.044715x³)
-    tanh = xp.tanh(u, out=u)
-    out = tanh + 1.0
+    xp.tanh(u, out=tanh)
+    xp.add(tanh, 1.0, out=out)
     out *= 0.5
     out *= x                           # ½x(1 + tanh u)
-    return out, GeluCache(clipped, tanh)
 
 
 def gelu_backward(dout, cache: GeluCache):
@@ -77,16 +84,25 @@ def gelu_backward(dout, cache: GeluCache):
     there so x² cannot overflow into 0·inf = NaN.)
     """
     xp = array_module(dout)
-    clipped, tanh = cache.clipped, cache.tanh
-    local = clipped * clipped
+    shape = cache.tanh.shape
+    check_shape(dout, "dout", shape, "x's shape")
+    flat_dout = dout.reshape(-1)      # a copy only if dout is not contiguous; never written
+    dx = xp.empty_like(cache.tanh).reshape(-1)
+    blockwise(_gelu_backward_kernel, flat_dout, cache.clipped.reshape(-1), cache.tanh.reshape(-1), dx)
+    return dx.reshape(shape)
+
+
+def _gelu_backward_kernel(dout, clipped, tanh, dx):
+    """The backward's math on one block, written into dx."""
+    xp = array_module(dout)
+    local = xp.multiply(clipped, clipped, out=dx)
     local *= 3.0 * GELU_CUBIC * GELU_SCALE
     local += GELU_SCALE
     local *= clipped                   # x·du/dx
-    sech_squared = tanh * tanh
+    sech_squared = tanh * tanh         # a block-sized temporary: it stays in the cache
     xp.subtract(1.0, sech_squared, out=sech_squared)   # 1 − t²
     local *= sech_squared
     local += tanh
     local += 1.0
     local *= 0.5                       # dout/dx
-    local *= dout                      # a new array: dout itself is never written
-    return local
+    local *= dout

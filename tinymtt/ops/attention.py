@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..backend import array_module
+from ..backend import array_module, blockwise
 from ..validation import ShapeError, check_array, check_probability, check_same_module, describe
 
 
@@ -67,39 +67,54 @@ def attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=None):
                          f"pass e.g. tinymtt.backend.device_rng(seed)")
     xp = array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1])
-    # scores is a fresh (B, H, Sq, Sk) array: every step below updates it in place,
-    # so the softmax makes no further arrays of that size.
-    scores = q @ xp.swapaxes(k, -1, -2)
-    scores *= scale
+    bias = None
     if mask is not None:
         # Masked scores become -inf, so exp() makes them exactly 0 (no overflow warning).
         # The bias (0 or -inf) has the mask's shape, usually small: (B, 1, 1, Sk).
-        scores += xp.where(mask, xp.zeros((), dtype=scores.dtype), xp.asarray(-xp.inf, dtype=scores.dtype))
-    # Stable softmax: subtract the row max over the allowed entries; a row with
-    # none allowed has max -inf, replaced by 0 so that -inf - max stays -inf.
-    row_max = xp.max(scores, axis=-1, keepdims=True)
-    row_max = xp.where(xp.isfinite(row_max), row_max, xp.zeros((), dtype=scores.dtype))
-    scores -= row_max
-    weights = xp.exp(scores, out=scores)
-    denominator = xp.einsum("...k->...", weights)[..., None]   # Σ over keys; einsum sums a short axis fast
-    # >= 1 on a row with any allowed key (its max contributes exp(0) = 1); 0 on an
-    # all-masked row, where dividing by 1 instead leaves the zeros as they are.
-    denominator = xp.where(denominator == 0, xp.ones((), dtype=scores.dtype), denominator)
-    weights /= denominator
+        bias = xp.where(mask, xp.zeros((), dtype=q.dtype), xp.asarray(-xp.inf, dtype=q.dtype))
+        bias = bias.reshape((1,) * (len(scores_shape) - bias.ndim) + bias.shape)   # as many axes as the scores
     keep, dropout_scale = None, 1.0
-    dropped = weights
     if dropout_p > 0:
         if not callable(getattr(rng, "random", None)):
             raise TypeError(f"rng must be a generator with .random(shape, dtype=...) such as "
                             f"tinymtt.backend.device_rng(seed), got {type(rng).__name__}")
         # Generators draw float32 or float64 only; a float16 input draws in float32.
-        uniform = rng.random(scores_shape, dtype=weights.dtype if weights.dtype.itemsize >= 4 else "float32")
+        uniform = rng.random(scores_shape, dtype=q.dtype if q.dtype.itemsize >= 4 else "float32")
         check_same_module(q=q, rng=uniform)
         keep = uniform >= dropout_p
         dropout_scale = 1.0 / (1.0 - dropout_p)
-        dropped = weights * keep * dropout_scale
-    out = dropped @ v
+    weights = xp.empty(scores_shape, dtype=q.dtype)
+    out = xp.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+    # Every (example, head) is independent: the work runs in blocks of examples (axis 0), on every core.
+    if bias is not None:   # one bias row per example (a view: broadcast_to copies nothing)
+        bias = xp.broadcast_to(bias, q.shape[:1] + bias.shape[1:]) if q.ndim > 2 else bias[None]
+    batched = [a if a is None or q.ndim > 2 else a[None] for a in (q, k, v, keep, weights, out)]
+    blockwise(_attention_forward_kernel, *batched[:3], bias, *batched[3:], whole=(scale, dropout_scale))
     return out, AttentionCache(q, k, v, weights, keep, dropout_scale, scale)
+
+
+def _attention_forward_kernel(q, k, v, bias, keep, weights, out, scale, dropout_scale):
+    """The forward on a block of examples; writes the weights and the output."""
+    xp = array_module(q)
+    # The scores live in ``weights``: every step below updates them in place,
+    # so the softmax makes no further arrays of that size.
+    scores = xp.matmul(q, xp.swapaxes(k, -1, -2), out=weights)
+    scores *= scale
+    if bias is not None:
+        scores += bias
+    # Stable softmax: subtract the row max over the allowed entries; a row with
+    # none allowed has max -inf, replaced by 0 so that -inf - max stays -inf.
+    row_max = xp.max(scores, axis=-1, keepdims=True)
+    row_max = xp.where(xp.isfinite(row_max), row_max, xp.zeros((), dtype=scores.dtype))
+    scores -= row_max
+    xp.exp(scores, out=scores)
+    denominator = xp.einsum("...k->...", scores)[..., None]   # Σ over keys; einsum sums a short axis fast
+    # >= 1 on a row with any allowed key (its max contributes exp(0) = 1); 0 on an
+    # all-masked row, where dividing by 1 instead leaves the zeros as they are.
+    denominator = xp.where(denominator == 0, xp.ones((), dtype=scores.dtype), denominator)
+    scores /= denominator                                     # now the weights A
+    dropped = weights if keep is None else weights * keep * dropout_scale
+    xp.matmul(dropped, v, out=out)
 
 
 def attention_backward(dout, cache: AttentionCache):
@@ -123,19 +138,28 @@ def attention_backward(dout, cache: AttentionCache):
     if tuple(dout.shape) != tuple(out_shape):
         raise ShapeError(f"dout must have the output's shape (B, H, Sq, Dv) = {tuple(out_shape)}, "
                          f"got {describe(dout)}")
-    dropped = weights if cache.keep is None else weights * cache.keep * cache.dropout_scale
-    dv = xp.swapaxes(dropped, -1, -2) @ dout
+    dq, dk, dv = (xp.empty(a.shape, dtype=a.dtype) for a in (q, k, v))
+    arrays = [dout, q, k, v, weights, cache.keep, dq, dk, dv]
+    batched = [a if a is None or q.ndim > 2 else a[None] for a in arrays]
+    blockwise(_attention_backward_kernel, *batched, whole=(cache.scale, cache.dropout_scale))
+    return dq, dk, dv
+
+
+def _attention_backward_kernel(dout, q, k, v, weights, keep, dq, dk, dv, scale, dropout_scale):
+    """The backward on a block of examples; writes dq, dk and dv."""
+    xp = array_module(dout)
+    dropped = weights if keep is None else weights * keep * dropout_scale
+    xp.matmul(xp.swapaxes(dropped, -1, -2), dout, out=dv)
     dweights = dout @ xp.swapaxes(v, -1, -2)          # fresh: updated in place below
-    if cache.keep is not None:
-        dweights *= cache.keep
-        dweights *= cache.dropout_scale
+    if keep is not None:
+        dweights *= keep
+        dweights *= dropout_scale
     # Σ_k dA_ik A_ik per row, as an einsum: no (B, H, Sq, Sk) product array
     row_dot = xp.einsum("...k,...k->...", dweights, weights)[..., None]
     dscores = dweights
     dscores -= row_dot
     dscores *= weights
-    dq = dscores @ k
-    dq *= cache.scale
-    dk = xp.swapaxes(dscores, -1, -2) @ q
-    dk *= cache.scale
-    return dq, dk, dv
+    xp.matmul(dscores, k, out=dq)
+    dq *= scale
+    xp.matmul(xp.swapaxes(dscores, -1, -2), q, out=dk)
+    dk *= scale

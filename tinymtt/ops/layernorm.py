@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import array_module
+from ..backend import array_module, blockwise
 from ..validation import check_array, check_same_module, check_shape
 
 
@@ -36,15 +36,25 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise ValueError(f"eps must be a number > 0 (it keeps a constant row finite), got {eps!r}")
     xp = array_module(x)
-    centered = x - x.mean(axis=-1, keepdims=True)
+    rows = x.reshape(-1, width)
+    x_hat, out = xp.empty_like(rows), xp.empty_like(rows)
+    inv_std = xp.empty((rows.shape[0], 1), dtype=x.dtype)
+    # Every row is normalized on its own: the work runs in blocks of rows, on every core.
+    blockwise(_layernorm_forward_kernel, rows, x_hat, inv_std, out, whole=(gamma, beta, eps))
+    lead = x.shape[:-1]
+    return out.reshape(x.shape), LayerNormCache(x_hat.reshape(x.shape), gamma, inv_std.reshape(lead + (1,)))
+
+
+def _layernorm_forward_kernel(x, x_hat, inv_std, out, gamma, beta, eps):
+    """The forward on a block of rows (N, D); writes x̂, 1/σ and the output."""
+    xp = array_module(x)
+    xp.subtract(x, x.mean(axis=-1, keepdims=True), out=x_hat)   # centered: x − μ
     # Σ (x − μ)² per row as an einsum: no squared copy of x
-    variance = xp.einsum("...i,...i->...", centered, centered)[..., None] / width
-    inv_std = 1.0 / xp.sqrt(variance + eps)   # Python floats keep x's dtype (no float64 upcast)
-    x_hat = centered
-    x_hat *= inv_std                          # centered is fresh: normalize it in place
-    out = x_hat * gamma
+    variance = xp.einsum("...i,...i->...", x_hat, x_hat)[..., None] / x.shape[-1]
+    xp.divide(1.0, xp.sqrt(variance + eps), out=inv_std)   # Python floats keep x's dtype (no float64 upcast)
+    x_hat *= inv_std                                        # normalize in place
+    xp.multiply(x_hat, gamma, out=out)
     out += beta
-    return out, LayerNormCache(x_hat, gamma, inv_std)
 
 
 def layernorm_backward(dout, cache: LayerNormCache):
@@ -69,15 +79,25 @@ def layernorm_backward(dout, cache: LayerNormCache):
     width = x_hat.shape[-1]
     rows_dout = dout.reshape(-1, width)
     rows_x_hat = x_hat.reshape(-1, width)
+    product, dx = xp.empty_like(rows_x_hat), xp.empty_like(rows_x_hat)
+    blockwise(_layernorm_backward_kernel, rows_dout, rows_x_hat, inv_std.reshape(-1, 1), product, dx,
+              whole=(gamma,))
+    # The sums over rows stay outside the blocks (each row's share is in product and dout).
     dbeta = rows_dout.sum(axis=0)
-    product = rows_dout * rows_x_hat                          # g ⊙ x̂, (N, D)
     dgamma = product.sum(axis=0)
+    return dx.reshape(x_hat.shape), dgamma, dbeta
+
+
+def _layernorm_backward_kernel(dout, x_hat, inv_std, product, dx, gamma):
+    """Step 4 on a block of rows (N, D); writes g ⊙ x̂ (for dγ) and dx."""
+    xp = array_module(dout)
+    width = x_hat.shape[-1]
+    xp.multiply(dout, x_hat, out=product)                     # g ⊙ x̂
     # The two row means of step 4, with dx̂ = g ⊙ γ, as dot products with γ (einsum
     # makes no (N, D) product array):  mean(dx̂) = (g·γ)/D,  mean(dx̂ ⊙ x̂) = ((g ⊙ x̂)·γ)/D
-    mean_dx_hat = xp.einsum("nd,d->n", rows_dout, gamma)[:, None] / width
+    mean_dx_hat = xp.einsum("nd,d->n", dout, gamma)[:, None] / width
     mean_dx_hat_x_hat = xp.einsum("nd,d->n", product, gamma)[:, None] / width
-    dx = rows_dout * gamma                                    # dx̂, a new array: dout is not written
+    xp.multiply(dout, gamma, out=dx)                          # dx̂
     dx -= mean_dx_hat
-    dx -= xp.multiply(rows_x_hat, mean_dx_hat_x_hat, out=product)   # product is no longer needed
-    dx *= inv_std.reshape(-1, 1)
-    return dx.reshape(x_hat.shape), dgamma, dbeta
+    dx -= x_hat * mean_dx_hat_x_hat
+    dx *= inv_std

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..backend import array_module, blockwise
 from ..validation import check_array, check_same_module, check_shape
 
 
@@ -27,14 +28,22 @@ def linear_forward(x, w, b=None):
     if x.shape[-1] != w.shape[0]:
         raise ValueError(f"x's last axis must equal w's first (Din): x has shape {tuple(x.shape)}, "
                          f"w has shape {tuple(w.shape)}")
-    # One (N, Din)·(Din, Dout) product over all leading axes at once: a 3-D x @ w
-    # would run B small matmuls instead of one large one (slower in NumPy).
-    out = x.reshape(-1, w.shape[0]) @ w
     if b is not None:
         check_array(b, "b", ndim=1, kind="float")
         check_shape(b, "b", (w.shape[1],), "(Dout,)")
-        out += b   # out is a fresh array: add in place, no second (N, Dout) array
+    # One (N, Din)·(Din, Dout) product over all leading axes at once: a 3-D x @ w
+    # would run B small matmuls instead of one large one (slower in NumPy).
+    rows = x.reshape(-1, w.shape[0])
+    out = array_module(x).empty((rows.shape[0], w.shape[1]), dtype=array_module(x).result_type(x.dtype, w.dtype))
+    blockwise(_linear_forward_kernel, rows, out, whole=(w, b), blas=True)   # each row is independent
     return out.reshape(x.shape[:-1] + (w.shape[1],)), LinearCache(x, w, b is not None)
+
+
+def _linear_forward_kernel(x, out, w, b):
+    """out = x·W + b on a block of rows."""
+    array_module(x).matmul(x, w, out=out)
+    if b is not None:
+        out += b   # out is fresh: add in place, no second (N, Dout) array
 
 
 def linear_backward(dout, cache: LinearCache):
@@ -50,7 +59,17 @@ def linear_backward(dout, cache: LinearCache):
     din, dout_width = w.shape
     rows_x = x.reshape(-1, din)
     rows_dout = dout.reshape(-1, dout_width)
-    dx = (rows_dout @ w.T).reshape(x.shape)
-    dw = rows_x.T @ rows_dout
+    xp = array_module(dout)
+    dtype = xp.result_type(dout.dtype, w.dtype)
+    dx, dw = xp.empty(rows_x.shape, dtype=dtype), xp.empty(w.shape, dtype=dtype)
+    # Blocks: dX by rows of dOut (each row of dX is its row of dOut times Wᵀ);
+    # dW by rows of Xᵀ (row k of dW is row k of Xᵀ times dOut), so no block sums over rows.
+    blockwise(_matmul_kernel, rows_dout, dx, whole=(w.T,), blas=True)
+    blockwise(_matmul_kernel, rows_x.T, dw, whole=(rows_dout,), blas=True)
     db = rows_dout.sum(axis=0) if cache.has_bias else None
-    return dx, dw, db
+    return dx.reshape(x.shape), dw, db
+
+
+def _matmul_kernel(a, out, b):
+    """out = a·b on a block of a's rows."""
+    array_module(a).matmul(a, b, out=out)
