@@ -332,7 +332,7 @@ def blockwise(kernel, *arrays, whole=(), blas=False):
     ``kernel(*arrays, *whole)``: a GPU runs each operation on every core already.
     """
     sized = [a for a in arrays if a is not None]
-    if (not sized or any(is_cupy_array(a) for a in (*sized, *whole)) or sized[0].shape[0] < 2
+    if (not sized or any(is_cupy_array(a) for a in (*sized, *whole)) or sized[0].ndim == 0 or sized[0].shape[0] < 2
             or (blas and not _blas_threads_pinned())):
         kernel(*arrays, *whole)
         return

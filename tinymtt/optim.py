@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import array_module, to_float
+from .backend import array_module, blockwise, to_float
 from .validation import ShapeError, check_array, check_integer, check_number, check_same_module, describe
 
 
@@ -204,15 +204,20 @@ class Adam(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, p, g, state):
+        t = self.step_count
+        step_size = self.lr / (1.0 - self.betas[0] ** t)             # lr / (1 − β1^t), folds in m̂
+        v_correction = 1.0 / math.sqrt(1.0 - self.betas[1] ** t)      # 1 / √(1 − β2^t), folds in v̂
+        # element by element: the update runs in blocks of rows, on every core (tinymtt.backend.blockwise)
+        blockwise(self._update_block, p, g, state["m"], state["v"], whole=(step_size, v_correction))
+
+    def _update_block(self, p, g, m, v, step_size, v_correction):
         xp = array_module(p)
         beta1, beta2 = self.betas
-        t = self.step_count
         if self.weight_decay:
             if self.decoupled:
                 p *= 1.0 - self.lr * self.weight_decay
             else:
                 g = g + self.weight_decay * p
-        m, v = state["m"], state["v"]
         # m and v are ours: update them in place; one scratch array serves every temporary
         scratch = xp.multiply(g, g, out=xp.empty_like(p))
         scratch *= 1.0 - beta2
@@ -220,9 +225,8 @@ class Adam(Optimizer):
         v += scratch                                           # v = β2·v + (1 − β2)·g²
         m *= beta1
         m += xp.multiply(g, 1.0 - beta1, out=scratch)          # m = β1·m + (1 − β1)·g
-        step_size = self.lr / (1.0 - beta1 ** t)               # lr / (1 − β1^t), folds in m̂
         denominator = xp.sqrt(v, out=scratch)
-        denominator *= 1.0 / math.sqrt(1.0 - beta2 ** t)
+        denominator *= v_correction
         denominator += self.eps                                # √v̂ + ε
         update = xp.divide(m, denominator, out=scratch)
         update *= step_size
