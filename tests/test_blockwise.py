@@ -83,6 +83,7 @@ def test_a_blas_kernel_is_cut_only_when_blas_is_pinned(monkeypatch):
     x = np.zeros((8, 2))
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(backend, "BLOCK_ELEMENTS", 8)
     with backend.threads(2):
         backend.blockwise(lambda a: calls.append(len(a)), x, blas=True)
         assert calls == [8]                                # BLAS spreads it over its own threads
@@ -90,6 +91,9 @@ def test_a_blas_kernel_is_cut_only_when_blas_is_pinned(monkeypatch):
         calls.clear()
         backend.blockwise(lambda a: calls.append(len(a)), x, blas=True)
         assert sorted(calls) == [4, 4]                     # one block per thread
+        calls.clear()
+        backend.blockwise(lambda a: calls.append(len(a)), x[:7], blas=True)
+        assert calls == [7]                                # too little work to be worth a thread
 
 
 def test_ops_give_what_one_call_gives(blocked):

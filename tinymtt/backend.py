@@ -341,8 +341,8 @@ def blockwise(kernel, *arrays, whole=(), blas=False):
         shapes = ", ".join(str(tuple(a.shape)) for a in sized)
         raise ValueError(f"blockwise needs arrays of one length along axis 0, got {shapes}")
     count = get_threads()
-    if blas:
-        rows = -(-length // count)   # one block per thread
+    if blas:   # one block per thread, if each gets a block's worth of work (a thread costs tens of µs)
+        rows = -(-length // count) if max(a.size for a in sized) >= count * BLOCK_ELEMENTS else length
     else:
         rows = max(1, BLOCK_ELEMENTS // max(max(a.size for a in sized) // length, 1))
     starts = range(0, length, rows)
