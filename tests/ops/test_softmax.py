@@ -1,5 +1,7 @@
 """softmax / log_softmax: finite differences, the torch oracle, stability, the classic wrong backward."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -165,3 +167,19 @@ def test_bad_inputs_name_the_argument(op):
     _, cache = forward(randn(2, 3))
     with pytest.raises(ShapeError, match="dout"):
         backward(randn(3, 2), cache)
+
+
+@pytest.mark.parametrize("bad, index, words", [(np.inf, (1, 0), "inf at index (1, 0)"),
+                                               (np.nan, (0, 2), "nan at index (0, 2)")])
+def test_a_slice_with_inf_or_nan_is_refused_by_its_index(bad, index, words):
+    x = np.zeros((2, 3))
+    x[index] = bad
+    with pytest.raises(ValueError, match=re.escape(words)):
+        softmax_forward(x)
+
+
+def test_minus_inf_is_a_mask_but_an_all_minus_inf_slice_is_refused():
+    probs, _ = softmax_forward(np.array([[0.0, -np.inf, 0.0]]))
+    np.testing.assert_array_equal(probs, [[0.5, 0.0, 0.5]])
+    with pytest.raises(ValueError, match="all −inf"):
+        softmax_forward(np.array([[0.0, 1.0], [-np.inf, -np.inf]]))

@@ -38,16 +38,36 @@ def _check_upstream(dout, cache: SoftmaxCache):
 def softmax_forward(x, axis=-1):
     """p = exp(x − max x) / Σ exp(x − max x) along ``axis``.
 
-    x: any shape, e.g. attention scores (B, H, S, S) with axis=-1
+    x: any shape, e.g. attention scores (B, H, S, S) with axis=-1. An entry of
+        −inf gets probability 0 (that is how a mask is written); a slice holding
+        +inf or NaN, or nothing but −inf, has no softmax and is a ValueError
+        naming the first such entry.
     returns probs: the shape of x (each slice along ``axis`` sums to 1), cache
     """
     check_array(x, "x", min_ndim=1, kind="float")
     axis = _check_axis(axis, x)
     xp = array_module(x)
-    shifted = x - x.max(axis=axis, keepdims=True)   # every exponent ≤ 0: no overflow
+    row_max = x.max(axis=axis, keepdims=True)   # NaN, +inf or −inf exactly where a slice has no softmax
+    if not bool(xp.isfinite(row_max).all()):
+        _raise_non_finite(x, row_max, axis)
+    shifted = x - row_max                        # every exponent ≤ 0: no overflow
     exps = xp.exp(shifted)
     probs = exps / exps.sum(axis=axis, keepdims=True)
     return probs, SoftmaxCache(probs, axis)
+
+
+def _raise_non_finite(x, row_max, axis):
+    """The ValueError for a slice without a softmax, naming its first bad entry."""
+    xp = array_module(x)
+    where = tuple(int(i) for i in xp.argwhere(~xp.isfinite(row_max))[0])   # the first such slice
+    values = x[where[:axis] + (slice(None),) + where[axis + 1:]]
+    if bool(xp.isneginf(row_max[where])):
+        raise ValueError(f"x's slice at index {where[:axis] + ('…',) + where[axis + 1:]} along axis {axis} is "
+                         f"all −inf: there is nothing to normalize")
+    first = int(xp.flatnonzero(xp.isnan(values) | xp.isposinf(values))[0])
+    position = where[:axis] + (first,) + where[axis + 1:]
+    raise ValueError(f"x holds {float(x[position])} at index {position}: softmax needs finite inputs "
+                     f"(−inf is allowed: it is how a mask is written)")
 
 
 def softmax_backward(dout, cache: SoftmaxCache):
