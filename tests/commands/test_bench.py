@@ -149,8 +149,11 @@ def test_step_flops_counts_every_matmul():
 
 def test_profile_by_category_and_restores_the_ops():
     originals = (tinymtt.nn.basic.linear_forward, tinymtt.ops.gelu_backward)
-    profile = profile_step("tiny", steps=1, warmup=0)
-    assert (tinymtt.nn.basic.linear_forward, tinymtt.ops.gelu_backward) == originals
+    measured = timing.measure({"peer": "profile", "settings": bench.CONFIGS["tiny"], "repeats": 1, "warmup": 0})
+    assert (tinymtt.nn.basic.linear_forward, tinymtt.ops.gelu_backward) == originals   # restored here
+    assert measured["pid"] == os.getpid()
+    profile = profile_step("tiny", steps=1, warmup=0)                                  # in its own process
+    assert set(profile) == set(measured["profile"])
     assert set(profile["by_category"]) <= set(CATEGORIES.values()) | {"optimizer", "other"}
     for category in ("matmul/linear", "attention", "layernorm", "gelu", "embedding", "loss", "optimizer"):
         assert profile["by_category"][category] > 0, category

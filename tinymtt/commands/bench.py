@@ -41,8 +41,8 @@ import numpy
 from .. import backend as tinymtt_backend
 from ..validation import check_integer
 from .common import BLAS_VARIABLES, Command
-from .profiling import format_profile, profile
-from .timing import build_tinymtt, host_batch, peer_note, synchronizer
+from .profiling import format_profile
+from .timing import peer_note
 
 CONFIGS = {
     "small": dict(vocab_size=16, seq_len=32, d_model=128, num_heads=4, num_layers=2, d_ff=512,
@@ -89,7 +89,7 @@ def run_worker(spec) -> dict:
     """
     package_root = str(Path(__file__).resolve().parents[2])
     environment = dict(os.environ)
-    if spec["peer"] == "tinymtt":
+    if spec["peer"] in ("tinymtt", "profile"):
         for variable in BLAS_VARIABLES:
             environment.setdefault(variable, "1")   # as one_blas_thread does for every other command
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
@@ -192,13 +192,11 @@ def format_table(result) -> str:
 
 
 def profile_step(config_name, backend="numpy", steps=5, warmup=2) -> dict:
-    """Self time per op category and per function of one training step of a config (tinymtt.commands.profiling)."""
-    settings = CONFIGS[config_name]
-    with tinymtt_backend.use(backend):
-        synchronize = synchronizer(tinymtt_backend.get_array_module())
-        step, model, optimizer = build_tinymtt(settings, host_batch(settings))
-        return profile(step, synchronize, steps, warmup, patches=[(optimizer, "step", "optimizer", "AdamW.step"),
-                                                                   (model, "zero_grad", "other", "zero_grad")])
+    """Self time per op category and per function of one training step of a config
+    (tinymtt.commands.profiling), measured in a fresh process set up as tinymtt's own bench process."""
+    measured = run_worker({"peer": "profile", "settings": CONFIGS[config_name], "backend": backend,
+                           "repeats": steps, "warmup": warmup})
+    return measured["profile"]
 
 
 def add_arguments(parser):
@@ -227,7 +225,7 @@ def run(args) -> int:
     print(format_table(result))
     for name, profiled in result.get("profiles", {}).items():
         print(f"\nprofile of one step, config {name} ({args.backend}; mean of {args.repeats} steps, "
-                  f"in this process):")
+                  f"in its own process):")
         print(format_profile(profiled))
     return 0
 

@@ -9,7 +9,8 @@ is one of
 
 * ``"tinymtt"``: a training step of tinymtt's model (``build_tinymtt``);
 * ``"torch"``: the same step of the PyTorch peer, ``benchmarks/torch_peer.py``;
-* ``"matmul"``: one large float32 matmul, whose FLOP rate sets the GEMM-bound limit.
+* ``"matmul"``: one large float32 matmul, whose FLOP rate sets the GEMM-bound limit;
+* ``"profile"``: tinymtt's step again, timed op by op (tinymtt.commands.profiling).
 
 The process prints one JSON line: the step times in ms, the median, its pid and
 whether torch was loaded in it (so a test can see that the peers never share a process).
@@ -31,9 +32,10 @@ from .. import backend as tinymtt_backend
 from ..config import ModelConfig, TaskSpec
 from ..model import MultiTaskTransformer
 from ..optim import AdamW
+from .profiling import profile
 
 PEER_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_peer.py"
-PEERS = ("tinymtt", "torch", "matmul")
+PEERS = ("tinymtt", "torch", "matmul", "profile")
 LEARNING_RATE, WEIGHT_DECAY = 1e-3, 0.01
 
 
@@ -132,8 +134,12 @@ def measure(spec) -> dict:
             rng = numpy.random.default_rng(0)
             a, b = (xp.asarray(rng.standard_normal((size, size), dtype=numpy.float32)) for _ in range(2))
             step = lambda: a @ b
-        elif peer == "tinymtt":
-            step = build_tinymtt(spec["settings"], host_batch(spec["settings"]))[0]
+        elif peer in ("tinymtt", "profile"):
+            step, model, optimizer = build_tinymtt(spec["settings"], host_batch(spec["settings"]))
+            if peer == "profile":
+                patches = [(optimizer, "step", "optimizer", "AdamW.step"), (model, "zero_grad", "other", "zero_grad")]
+                return {"peer": peer, "profile": profile(step, synchronize, spec["repeats"], spec["warmup"], patches),
+                        "pid": os.getpid()}
         else:
             module, note = load_peer()
             if module is None:
