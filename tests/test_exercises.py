@@ -53,6 +53,8 @@ def test_a_replaced_checker_is_refused():
         exercises.check_exercise = lambda *args, **kwargs: None
     with pytest.raises(ExerciseTampered, match="cannot be removed"):
         del exercises.check_equal
+    with pytest.raises(ExerciseTampered, match="cannot be replaced"):
+        exercises.__class__ = type(pytest)                # the plain module type: no guard
     assert exercises.check_equal is check_equal
 
 

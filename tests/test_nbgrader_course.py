@@ -2,7 +2,9 @@
 
 One course, one assignment holding every lesson, three students: "solutions"
 hands in the release with the lessons' solutions filled in, "stubs" hands in
-the release untouched, "wrong" hands in lesson 05 with dgamma doubled. The
+the release untouched, "wrong" hands in lesson 05 with dgamma doubled, and
+"gamer" lesson 01 with no answer but its own check_exercise and a patched
+gradient checker. The
 notebooks run with TINYMTT_QUICK=1 (the kit's config sets it too).
 """
 
@@ -28,6 +30,15 @@ ASSIGNMENT = "lessons"
 WRONG_LESSON = "05_layer_norm"
 RIGHT_DGAMMA = "dgamma = (dout * x_hat).reshape(-1, width).sum(axis=0)"
 WRONG_DGAMMA = "dgamma = 2 * (dout * x_hat).reshape(-1, width).sum(axis=0)"
+GAMED_LESSON = "01_linear_and_gradient_check"
+GAMING = """
+def check_exercise(*args, **kwargs):         # shadows the checker: passes whatever it is given
+    print("linear backward: right")
+
+
+import tinymtt.gradcheck                     # and patches the gradient checker behind it
+tinymtt.gradcheck.check_backward = lambda *args, **kwargs: None
+"""
 
 
 def nbgrader(course, *args):
@@ -80,6 +91,10 @@ def course(tmp_path_factory):
     assert len(planted) == 1, "the planted wrong answer no longer matches lesson 05's solution"
     planted[0]["source"] = "".join(planted[0]["source"]).replace(RIGHT_DGAMMA, WRONG_DGAMMA)
     hand_in(course, "wrong", {f"{WRONG_LESSON}.ipynb": wrong})
+    gamed = json.loads((release / f"{GAMED_LESSON}.ipynb").read_text())
+    answer = next(cell for cell in nbgrader_cells(gamed).values() if cell["metadata"]["nbgrader"]["solution"])
+    answer["source"] = "".join(answer["source"]) + "\n" + GAMING
+    hand_in(course, "gamer", {f"{GAMED_LESSON}.ipynb": gamed})
 
     nbgrader(course, "autograde", ASSIGNMENT, "--create")
     nbgrader(course, "generate_feedback", ASSIGNMENT)
@@ -121,4 +136,11 @@ def test_a_wrong_answer_loses_its_points_and_the_feedback_gives_the_hint(course)
     assert set(wrong) == set(right)
     assert all(score == 0 for score, _ in wrong.values()), wrong
     feedback = (course / "feedback" / "wrong" / ASSIGNMENT / f"{WRONG_LESSON}.html").read_text()
-    assert "dgamma is off by a constant factor 2" in feedback
+    assert "ExerciseFailed" in feedback and "dgamma is off by a constant factor 2" in feedback
+
+
+def test_a_shadowed_and_patched_checker_scores_nothing(course):
+    gamed = grades(course, "gamer", GAMED_LESSON)
+    assert gamed and all(score == 0 for score, _ in gamed.values()), gamed
+    feedback = (course / "feedback" / "gamer" / ASSIGNMENT / f"{GAMED_LESSON}.html").read_text()
+    assert "ExerciseTampered" in feedback and "check_backward was replaced" in feedback

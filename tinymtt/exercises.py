@@ -41,6 +41,10 @@ class ExerciseFailed(AssertionError):
     """The exercise runs but its answer is wrong (the message says where)."""
 
 
+class ExerciseTampered(AssertionError):
+    """The checker was shadowed or monkey-patched: it will not grade."""
+
+
 def quick() -> bool:
     """True when ``TINYMTT_QUICK=1``: lessons shorten their training cells (the test suite sets it)."""
     return os.environ.get(QUICK_VARIABLE, "0").strip() not in ("", "0", "false", "no")
@@ -49,10 +53,6 @@ def quick() -> bool:
 def steps(full: int, quick_steps: int) -> int:
     """The number of training steps for a lesson cell: ``full``, or ``quick_steps`` under TINYMTT_QUICK=1."""
     return quick_steps if quick() else full
-
-
-class ExerciseTampered(AssertionError):
-    """The checker was shadowed or monkey-patched: it will not grade."""
 
 
 def _incomplete(name):
@@ -113,18 +113,19 @@ def check_equal(name, compute, expected, tolerance=1e-7) -> None:
 
 _GENUINE = _genuine()
 CHECKERS = ("check_exercise", "check_equal")
+_GUARDED = CHECKERS + ("_GENUINE", "_GUARDED", "_genuine", "_refuse_tampering", "_incomplete", "__class__")
 
 
 class _GuardedModule(types.ModuleType):
     """This module, refusing to have its checkers replaced (``tinymtt.exercises.check_equal = ...``)."""
 
     def __setattr__(self, name, value):
-        if name in CHECKERS + ("_GENUINE", "_refuse_tampering", "_incomplete"):
+        if name in _GUARDED:
             raise ExerciseTampered(f"tinymtt.exercises.{name} cannot be replaced: the graded checks rely on it")
         super().__setattr__(name, value)
 
     def __delattr__(self, name):
-        if name in CHECKERS + ("_GENUINE", "_refuse_tampering", "_incomplete"):
+        if name in _GUARDED:
             raise ExerciseTampered(f"tinymtt.exercises.{name} cannot be removed: the graded checks rely on it")
         super().__delattr__(name)
 
