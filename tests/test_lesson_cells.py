@@ -4,7 +4,7 @@
 * every other code cell is locked, given code included;
 * every exercise is followed by a graded, locked check cell worth points that
   imports its own checker and ends in no bare expression that has a value;
-* grade ids are unique within a lesson.
+* grade ids, and cell ids, are unique within a lesson.
 """
 
 import ast
@@ -87,6 +87,12 @@ def problems(path):
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_lesson_cells_carry_their_grading_metadata(path):
     assert problems(path) == []
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_cell_ids_are_unique(path):
+    ids = [cell.get("id") for cell in json.loads(path.read_text())["cells"]]
+    assert len(set(ids)) == len(ids), sorted({cell_id for cell_id in ids if ids.count(cell_id) > 1})
 
 
 def test_the_rules_catch_planted_mistakes(tmp_path):
