@@ -8,12 +8,23 @@ nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION``; the student copy
 Either stops the notebook with ``ExerciseIncomplete`` while the stub is still
 there, and with ``ExerciseFailed`` (the verdict: which gradient, where, a
 hint) while the answer is wrong -- never a silent pass.
+
+Graded, so neither check returns anything: a grader (nbgrader) reads a numeric
+cell output as partial credit. A graded cell imports its own checker, and the
+checker refuses to run when it has been shadowed (a same-named function in the
+notebook) or monkey-patched (this module's checkers, or the gradient checker
+they rely on, replaced): a locked cell cannot be edited, and this stops the
+cheap ways around it. The instructor's kit is instructors/ (docs/DESIGN.md,
+"Exercises and grading").
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import types
 
+from . import backend, gradcheck
 from .backend import to_numpy
 from .gradcheck import check_backward, rel_error
 
@@ -30,6 +41,10 @@ class ExerciseFailed(AssertionError):
     """The exercise runs but its answer is wrong (the message says where)."""
 
 
+class ExerciseTampered(AssertionError):
+    """The checker was shadowed or monkey-patched: it will not grade."""
+
+
 def quick() -> bool:
     """True when ``TINYMTT_QUICK=1``: lessons shorten their training cells (the test suite sets it)."""
     return os.environ.get(QUICK_VARIABLE, "0").strip() not in ("", "0", "false", "no")
@@ -41,12 +56,35 @@ def steps(full: int, quick_steps: int) -> int:
 
 
 def _incomplete(name):
-    return ExerciseIncomplete(f"{name}: not done yet -- the cell above still raises NotImplementedError. "
-                              f"Replace the line `{STUB}` with your code, run that cell, then this one again.")
+    return ExerciseIncomplete(f"{name}: not done yet -- your code for it still raises NotImplementedError. "
+                              "Replace the `raise NotImplementedError` line of the exercise with your code, "
+                              "run that cell, then this check again.")
 
 
-def check_exercise(name, forward, backward, inputs, wrt=None, kwargs=None, **options):
+def _genuine():
+    """{(module name, function name): code} of every function the checks rely on, as imported."""
+    return {(module.__name__, function.__name__): function.__code__
+            for module, function in ((gradcheck, check_backward), (gradcheck, rel_error), (backend, to_numpy))}
+
+
+def _refuse_tampering(checker):
+    """Raise ExerciseTampered unless the caller's ``checker`` and the functions it relies on are genuine."""
+    name = checker.__name__
+    caller = sys._getframe(2).f_globals
+    if name in caller and caller[name] is not checker:
+        raise ExerciseTampered(f"{name} is shadowed here by another function of that name: "
+                               f"run `from tinymtt.exercises import {name}` (the check cells do)")
+    here = sys.modules[__name__].__dict__
+    for (module_name, function_name), code in _GENUINE.items():
+        for namespace, where in ((sys.modules[module_name].__dict__, module_name), (here, __name__)):
+            if getattr(namespace.get(function_name), "__code__", None) is not code:
+                raise ExerciseTampered(f"{where}.{function_name} was replaced: restart the kernel "
+                                       "and run the notebook from the top")
+
+
+def check_exercise(name, forward, backward, inputs, wrt=None, kwargs=None, **options) -> None:
     """Check a student's backward pass; print the verdict; stop the notebook unless it is right."""
+    _refuse_tampering(check_exercise)
     try:
         result = check_backward(forward, backward, inputs, wrt, kwargs, name=name, verbose=False, **options)
     except NotImplementedError:
@@ -54,11 +92,11 @@ def check_exercise(name, forward, backward, inputs, wrt=None, kwargs=None, **opt
     print(result.report())
     if not result.passed:
         raise ExerciseFailed(f"{name}: not right yet -- see the verdict above")
-    return result
 
 
-def check_equal(name, compute, expected, tolerance=1e-7):
+def check_equal(name, compute, expected, tolerance=1e-7) -> None:
     """Check a student's forward computation against the library's ``expected`` array."""
+    _refuse_tampering(check_equal)
     try:
         got = compute()
     except NotImplementedError:
@@ -71,4 +109,25 @@ def check_equal(name, compute, expected, tolerance=1e-7):
     if error > tolerance:
         raise ExerciseFailed(f"{name}: not right yet -- relative error {error:.1e} (> {tolerance:.0e})")
     print(f"{name}: right (relative error {error:.1e})")
-    return error
+
+
+_GENUINE = _genuine()
+CHECKERS = ("check_exercise", "check_equal")
+_GUARDED = CHECKERS + ("_GENUINE", "_GUARDED", "_genuine", "_refuse_tampering", "_incomplete", "__class__")
+
+
+class _GuardedModule(types.ModuleType):
+    """This module, refusing to have its checkers replaced (``tinymtt.exercises.check_equal = ...``)."""
+
+    def __setattr__(self, name, value):
+        if name in _GUARDED:
+            raise ExerciseTampered(f"tinymtt.exercises.{name} cannot be replaced: the graded checks rely on it")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if name in _GUARDED:
+            raise ExerciseTampered(f"tinymtt.exercises.{name} cannot be removed: the graded checks rely on it")
+        super().__delattr__(name)
+
+
+sys.modules[__name__].__class__ = _GuardedModule

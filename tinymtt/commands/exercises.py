@@ -13,9 +13,10 @@ stub at the same indentation::
         # YOUR CODE HERE
         raise NotImplementedError("exercise: ...")
 
-and clears every output, so nbgrader users can take the lessons as they are
-and everyone else runs ``tinymtt exercises OUT_DIR``. The check cells the
-students then run are tinymtt.exercises.
+and clears every output. An nbgrader course makes the same release from the
+lessons as they are (their cells carry nbgrader's metadata; instructors/ holds
+the config); everyone else runs ``tinymtt exercises OUT_DIR``. The check cells
+the students then run are tinymtt.exercises.
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ from ..exercises import BEGIN, END, STUB
 from .common import Command
 
 
-def _stub_source(lines):
-    """Replace every BEGIN..END region of a cell's lines with the stub (same indentation)."""
+def _stub_source(source):
+    """Replace every BEGIN..END region of a cell's source with the stub (same indentation).
+
+    Line for line what nbgrader's ClearSolutions does with instructors/nbgrader_config.py's
+    code stub, so both routes hand out the same cells."""
     out, inside = [], False
-    for line in lines:
+    for line in source.split("\n"):
         stripped = line.strip()
         if stripped.startswith(BEGIN):
             if inside:
                 raise ValueError(f"nested '{BEGIN}' marker")
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(f"{indent}# YOUR CODE HERE\n")
-            out.append(f"{indent}{STUB}\n")
+            out += [f"{indent}# YOUR CODE HERE", f"{indent}{STUB}"]
         elif stripped.startswith(END):
             if not inside:
                 raise ValueError(f"'{END}' without '{BEGIN}'")
@@ -47,11 +50,11 @@ def _stub_source(lines):
             out.append(line)
     if inside:
         raise ValueError(f"'{BEGIN}' without '{END}'")
-    return out
+    return "\n".join(out).splitlines(keepends=True)
 
 
-def _lines(source):
-    return source.splitlines(keepends=True) if isinstance(source, str) else list(source)
+def _text(source):
+    return source if isinstance(source, str) else "".join(source)
 
 
 def make_student_copy(notebook_path, out_path) -> int:
@@ -65,11 +68,11 @@ def make_student_copy(notebook_path, out_path) -> int:
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
-        lines = _lines(cell.get("source", ""))
-        count = sum(1 for line in lines if line.strip().startswith(BEGIN))
+        source = _text(cell.get("source", ""))
+        count = sum(1 for line in source.split("\n") if line.strip().startswith(BEGIN))
         if count:
             try:
-                cell["source"] = _stub_source(lines)
+                cell["source"] = _stub_source(source)
             except ValueError as error:
                 raise ValueError(f"{notebook_path}: {error}") from None
             replaced += count
