@@ -1,5 +1,6 @@
 """The whole model: gradient checks in both modes, learning, determinism, bad input."""
 
+import re
 import time
 
 import numpy as np
@@ -270,3 +271,21 @@ def test_loss_returns_a_named_result_and_sets_nothing_on_the_model(mode):
                                                           for w, n in zip((1, 2, 3), model.config.task_names)))
     model.backward()
     assert set(vars(model)) == before           # no attribute appears for another module to read back
+
+
+@pytest.mark.parametrize("where", ["inputs", "target"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_data_is_refused_naming_the_array_and_index(where, bad):
+    """A NaN or inf input or regression target would give a NaN loss and NaN gradients: refused first."""
+    config = ModelConfig(tasks=[TaskSpec("value", "regression", 2)], vocab_size=None, input_dim=3, max_len=4,
+                         d_model=8, num_heads=2, d_ff=16, num_layers=1, dtype="float64")
+    model = MultiTaskTransformer(config)
+    rng = np.random.default_rng(0)
+    batch = {"inputs": rng.standard_normal((2, 4, 3)), "mask": np.ones((2, 4), bool),
+             "task_ids": np.zeros(2, dtype=int), "targets": {"value": rng.standard_normal((2, 2))}}
+    array = batch["inputs"] if where == "inputs" else batch["targets"]["value"]
+    array[(1, 2, 0) if where == "inputs" else (1, 1)] = bad
+    name = "batch['inputs']" if where == "inputs" else "batch['targets']['value']"
+    index = "(1, 2, 0)" if where == "inputs" else "(1, 1)"
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be finite, but holds {bad} at index {index}")):
+        model.loss(batch)

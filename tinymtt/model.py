@@ -35,7 +35,7 @@ from . import backend
 from .config import ModelConfig, TaskSpec  # noqa: F401  (re-exported)
 from .nn import Embedding, Encoder, Linear, Module, TaskAttention, TaskEncoder, make_head
 from .ops import causal_mask, padding_mask, positional_encoding, weighted_sum_backward, weighted_sum_forward
-from .validation import ShapeError, check_array, check_index_range, check_shape
+from .validation import ShapeError, check_array, check_finite, check_index_range, check_shape
 
 
 class LossResult(NamedTuple):
@@ -90,6 +90,7 @@ class MultiTaskTransformer(Module):
         else:
             check_array(inputs, "batch['inputs']", ndim=3, kind="float")
             check_shape(inputs, "batch['inputs']", (None, None, c.input_dim), "(B, S, K)")
+            check_finite(inputs, "batch['inputs']")
         size, seq_len = inputs.shape[:2]
         if seq_len > c.max_len:
             raise ShapeError(f"batch['inputs'] has sequence length {seq_len}, more than max_len={c.max_len}")
@@ -128,6 +129,7 @@ class MultiTaskTransformer(Module):
             else:
                 check_array(targets[t.name], name, kind="float")
                 check_shape(targets[t.name], name, (size, t.num_outputs), "(B, K)")
+                check_finite(targets[t.name], name)
         # regression targets in the model's dtype (a float64 target must not upcast a float32 model)
         return {name: (value.astype(self.config.dtype, copy=False) if value.dtype.kind == "f" else value)
                 for name, value in targets.items()}

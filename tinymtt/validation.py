@@ -99,6 +99,15 @@ def check_index_range(ids, name: str, upper: int, what: str = "vocabulary size")
     return ids
 
 
+def check_finite(x, name: str):
+    """x holds no NaN and no ±inf: else a ValueError naming the first bad entry (data, not a diverged run)."""
+    xp = array_module(x)
+    finite = xp.isfinite(x)
+    if not bool(finite.all()):
+        index = tuple(int(i) for i in xp.argwhere(~finite)[0])
+        raise ValueError(f"{name} must be finite, but holds {float(x[index])} at index {index}")
+
+
 def check_probability(p, name: str):
     """Require a float ``0 <= p < 1`` (dropout rates)."""
     # numbers.Real admits NumPy scalars (numpy.float32(0.1)) as well as int and float
