@@ -289,3 +289,14 @@ def test_non_finite_data_is_refused_naming_the_array_and_index(where, bad):
     index = "(1, 2, 0)" if where == "inputs" else "(1, 1)"
     with pytest.raises(ValueError, match=re.escape(f"{name} must be finite, but holds {bad} at index {index}")):
         model.loss(batch)
+
+
+def test_a_fully_masked_batch_counts_no_token_task_and_logs_no_negative_zero():
+    config = ModelConfig(tasks=[TaskSpec("a", "token", 5), TaskSpec("b", "sequence", 3)], vocab_size=5, max_len=4,
+                         d_model=8, num_heads=2, d_ff=16, num_layers=1)
+    model = MultiTaskTransformer(config)
+    batch = {"inputs": np.zeros((2, 4), int), "mask": np.zeros((2, 4), bool), "task_ids": np.array([0, 1]),
+             "targets": {"a": np.zeros((2, 4), int), "b": np.zeros(2, int)}}
+    result = model.loss(batch)
+    assert result.counted == {"a": False, "b": True}    # no real token: task a has nothing to count
+    assert float(result.losses["a"]) == 0.0 and not np.signbit(result.losses["a"])   # 0, not -0

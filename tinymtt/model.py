@@ -215,7 +215,8 @@ class MultiTaskTransformer(Module):
                 losses.append(head.loss(outputs[t.name], target, mask, present))
             except (ShapeError, TypeError) as error:
                 raise type(error)(f"task {t.name!r}: {error}") from None
-            counted[t.name] = bool(xp.any(present))
+            # a token task counts only where a present example has a real token
+            counted[t.name] = bool(xp.any(present[:, None] & mask) if t.kind == "token" else xp.any(present))
         total, weighted = weighted_sum_forward(xp.stack(losses), self.task_weights(weights, xp))
         self.keep(saved._replace(weighted=weighted))
         return LossResult(total, {t.name: loss for t, loss in zip(c.tasks, losses)}, counted)

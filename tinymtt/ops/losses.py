@@ -71,7 +71,7 @@ def cross_entropy_forward(logits, targets, mask=None):
     picked = xp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]   # log p[target], (...)
     if mask is not None:
         picked = xp.where(mask, picked, 0)   # where, not ×: a hidden −inf must not become NaN
-    loss = xp.asarray(-picked.sum() / count, dtype=logits.dtype)
+    loss = xp.asarray(0.0 - picked.sum() / count, dtype=logits.dtype)   # 0 − x, not −x: no item gives +0, not −0
     return loss, CrossEntropyCache(softmax_cache.probs, targets, mask, count)
 
 
