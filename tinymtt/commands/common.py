@@ -55,13 +55,13 @@ def writable_folder(path, option: str) -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path}: expected a folder, but that path is a file")
+        raise UsageError(f"tinymtt: {option} {path}: expected a folder, but that path is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as error:
-        raise UsageError(f"{option} {path}: cannot write there ({error.strerror or error})") from None
+        raise UsageError(f"tinymtt: {option} {path}: cannot write there ({error.strerror or error})") from None
     return path
 
 
@@ -69,12 +69,12 @@ def writable_file(path, option: str) -> Path:
     """``path`` as a file that can be written (its folder must exist and take files), checked up front."""
     path = Path(path)
     if path.is_dir():
-        raise UsageError(f"{option} {path}: expected a file name, but that path is a folder")
+        raise UsageError(f"tinymtt: {option} {path}: expected a file name, but that path is a folder")
     folder = path.parent
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{option} {path}: {folder} is a file, not a folder")
+        raise UsageError(f"tinymtt: {option} {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
-        raise UsageError(f"{option} {path}: the folder {folder} does not exist (create it first)")
+        raise UsageError(f"tinymtt: {option} {path}: the folder {folder} does not exist (create it first)")
     writable_folder(folder, option)
     return path
 
