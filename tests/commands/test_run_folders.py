@@ -148,3 +148,22 @@ def test_ctrl_c_of_a_real_process(tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert main(["eval", str(run)]) == 0
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--weights", "sort=-1", ">= 0"), ("--weights", "sort=0,max=0,mean=0,reverse=0", "at least one task weight"),
+    ("--tasks", "", "--tasks"), ("--tasks", ",", "--tasks"), ("--examples", "1", "too few")])
+def test_values_that_would_train_the_wrong_thing_are_refused(option, value, message, tmp_path, capsys):
+    assert main(TINY + ["--steps", "2", "--out", str(tmp_path / "run"), option, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_into_a_closed_pipe_is_quiet(tmp_path):
+    run = tmp_path / "run"
+    assert main(TINY + ["--steps", "2", "--out", str(run)]) == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    shell = f"{sys.executable} -m tinymtt eval {run} | head -1"
+    result = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, env=env, timeout=120)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert result.stdout.startswith("task")

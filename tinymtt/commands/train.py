@@ -50,6 +50,10 @@ def task_weights(text):
             weights[name.strip()] = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected task=weight pairs like sort=1,max=0.5, got {text!r}") from None
+        if not 0 <= weights[name.strip()] < float("inf"):      # a negative weight would be gradient ascent
+            raise argparse.ArgumentTypeError(f"a task weight must be >= 0 and finite, got {part!r}")
+    if weights and not any(weights.values()):
+        raise argparse.ArgumentTypeError(f"at least one task weight must be > 0 (all zero trains nothing), got {text!r}")
     return weights
 
 
@@ -204,10 +208,17 @@ def run_train(args) -> int:
                 setattr(args, key, value)
         strategy = "" if args.strategy == "fixed" else f"-{args.strategy}"
         out = new_run_folder(Path(args.out or f"runs/{args.data}-{args.mode}{strategy}-seed{args.seed}"), args.force)
-        data_args = {"name": args.data, "seed": args.seed, "tasks": args.tasks.split(",") if args.tasks else None}
+        tasks = [name.strip() for name in args.tasks.split(",") if name.strip()] if args.tasks is not None else None
+        if tasks == []:
+            raise UsageError(f"tinymtt train: --tasks expected comma-separated task names, got {args.tasks!r} "
+                             f"(leave --tasks out for every task)")
+        data_args = {"name": args.data, "seed": args.seed, "tasks": tasks}
         if args.data == "sequences":
             data_args["num_examples"] = args.examples
     train_set, val_set, test_set = data_splits(data_args)
+    if min(len(train_set), len(val_set), len(test_set)) == 0:
+        raise UsageError(f"tinymtt train: --examples {args.examples} is too few: the split into train, validation "
+                         f"and test (90/5/5 %) leaves {len(train_set)}, {len(val_set)} and {len(test_set)} examples")
     if not args.resume:
         model_config = ModelConfig(**train_set.model_config_kwargs(), d_model=args.d_model, num_heads=args.heads,
                                    num_layers=args.layers, d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout,
