@@ -167,3 +167,9 @@ def test_eval_into_a_closed_pipe_is_quiet(tmp_path):
     result = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, env=env, timeout=120)
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
     assert result.stdout.startswith("task")
+
+
+def test_a_bad_integer_reads_an_integer(tmp_path, capsys):
+    assert main(TINY + ["--steps", "x", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "expected an integer, got 'x'" in err and "a int" not in err
