@@ -173,3 +173,15 @@ def test_a_bad_integer_reads_an_integer(tmp_path, capsys):
     assert main(TINY + ["--steps", "x", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "expected an integer, got 'x'" in err and "a int" not in err
+
+
+def test_a_refused_resume_says_nothing_changed(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(TINY + ["--steps", "4", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--steps", "2", "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert "resume: steps" not in out and "behind the run" in err
+    assert main(["train", "--resume", "--out", str(run), "--tasks", "sort"]) == 2
+    assert "the run has every task, given ['sort']" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(run), "--tasks", " ", "--no-progress"]) == 2

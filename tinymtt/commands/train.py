@@ -144,14 +144,15 @@ def _given_value(args, option):
     """The value of a fixed option as the run folder stores it."""
     value = getattr(args, option)
     if option == "tasks":
-        return value.split(",")
+        return [name.strip() for name in value.split(",") if name.strip()]
     if option == "strategy_option":
         return dict(value)
     return value
 
 
 def resumed_configs(args, document):
-    """(model config, train config, data args) of ``--resume``: the stored ones, with the options that may change."""
+    """(model config, train config, data args, lines saying what changed) of ``--resume``: the stored ones,
+    with the options that may change."""
     model_config, train_config, data_args = document["model"], document["train"], document["data"]
     stored = {"model": model_config.to_dict(), "train": train_config.to_dict(), "data": data_args}
     for option, (part, key) in FIXED_ON_RESUME.items():
@@ -162,7 +163,8 @@ def resumed_configs(args, document):
             kept = model_config.d_ff
         if given != kept:
             name = "--" + option.replace("_", "-")
-            raise UsageError(f"tinymtt train --resume: {name} cannot change in a resumed run: the run has {kept!r}, "
+            shown = "every task" if option == "tasks" and kept is None else repr(kept)
+            raise UsageError(f"tinymtt train --resume: {name} cannot change in a resumed run: the run has {shown}, "
                              f"given {given!r} (start a new run with another --out)")
     changes = {}
     if args.steps is not None and args.steps != train_config.steps:
@@ -171,10 +173,9 @@ def resumed_configs(args, document):
         changes["lr"] = args.lr
     if args.log_conflict and not train_config.log_conflict:
         changes["log_conflict"] = True
-    for key, value in changes.items():
-        if key in ("steps", "lr", "log_conflict"):
-            print(f"resume: {key} {getattr(train_config, key)} -> {value}")
-    return model_config, dataclasses.replace(train_config, **changes), data_args
+    applied = [f"resume: {key} {getattr(train_config, key)} -> {changes[key]}"
+               for key in ("steps", "lr", "log_conflict") if key in changes]
+    return model_config, dataclasses.replace(train_config, **changes), data_args, applied
 
 
 def new_run_folder(out: Path, force: bool) -> Path:
@@ -198,7 +199,7 @@ def run_train(args) -> int:
         if args.out is None:
             raise UsageError("tinymtt train: --resume needs --out RUN (the run folder to continue)")
         out = Path(args.out)
-        model_config, train_config, data_args = resumed_configs(args, read_config(out))
+        model_config, train_config, data_args, applied = resumed_configs(args, read_config(out))
         writable_folder(out, "--out")
         if not (out / "trainer.npz").exists():
             raise UsageError(f"tinymtt train --resume: {out} has no checkpoint (trainer.npz) to continue from")
@@ -238,6 +239,8 @@ def run_train(args) -> int:
         if trainer.step > train_config.steps:
             raise UsageError(f"tinymtt train --resume: --steps {train_config.steps} is behind the run, which is at "
                              f"step {trainer.step}")
+        for line in applied:        # printed only now that they are known to apply
+            print(line)
         write_config(out, model_config, train_config, data_args, backend.get_backend())
         print(f"resuming {out} at step {trainer.step} of {train_config.steps}")
     print(f"training {model.num_parameters():,} parameters on {train_set.name} ({len(train_set):,} examples, "
