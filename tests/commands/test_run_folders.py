@@ -185,3 +185,17 @@ def test_a_refused_resume_says_nothing_changed(tmp_path, capsys):
     assert main(["train", "--resume", "--out", str(run), "--tasks", "sort"]) == 2
     assert "the run has every task, given ['sort']" in capsys.readouterr().err
     assert main(["train", "--resume", "--out", str(run), "--tasks", " ", "--no-progress"]) == 2
+
+
+def test_a_read_only_out_is_found_before_training(tmp_path, capsys, monkeypatch):
+    """As root, chmod does not stop a write: a read-only file system is simulated at the probe file."""
+    import errno
+    import tinymtt.commands.common as common
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(common.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(Trainer, "fit", lambda self: pytest.fail("trained before the --out check"))
+    assert main(TINY + ["--steps", "2", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write there" in err and "Read-only" in err and len(err.strip().splitlines()) == 1
