@@ -204,6 +204,9 @@ def run_train(args) -> int:
         if not (out / "trainer.npz").exists():
             raise UsageError(f"tinymtt train --resume: {out} has no checkpoint (trainer.npz) to continue from")
     else:
+        if args.examples is not None and args.data not in (None, "sequences"):
+            raise UsageError(f"tinymtt train: --examples applies to --data sequences only (digits has a fixed "
+                             f"set), got --examples {args.examples} with --data {args.data}")
         for key, value in DEFAULTS.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
