@@ -36,7 +36,7 @@ def test_train_eval_demo_and_resume(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["train", "--steps", "0"], "--steps: must be > 0"),
-    (["train", "--steps", "ten"], "expected a int"),
+    (["train", "--steps", "ten"], "expected an integer"),
     (["train", "--mode", "mixed"], "invalid choice: 'mixed'"),
     (["train", "--weights", "sort"], "task=weight pairs"),
     (["train", "--resume"], "--resume needs --out"),

@@ -12,14 +12,16 @@
 
 Every command is parsed and run the same way; bad options, bad values and
 missing files give one clear line and exit code 2, a training that cannot go
-on exit code 1.
+on exit code 1, Ctrl-C one line and exit code 130 (a training saves its last
+completed step first: tinymtt.train.Trainer.fit).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from .commands.common import EXIT_FAILED, EXIT_USAGE, ArgumentParser, UsageError, one_blas_thread
+from .commands.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ArgumentParser, UsageError, one_blas_thread
 
 
 def commands() -> list:
@@ -69,8 +71,20 @@ def main(argv=None) -> int:
     except TrainingError as error:
         print(f"tinymtt: training stopped: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except (FileNotFoundError, CheckpointError, BackendError, ValueError, KeyError, TypeError, ImportError) as error:
+    except KeyboardInterrupt as error:
+        print(f"tinymtt: interrupted{': ' + str(error) if str(error) else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`tinymtt eval RUN | head -1`): stop quietly, and let Python's
+        # final flush of stdout write nowhere instead of raising again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except (FileNotFoundError, CheckpointError, BackendError, ValueError, KeyError, TypeError, ImportError,
+            OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        if isinstance(error, OSError) and error.filename is not None and error.strerror:
+            message = f"{error.filename}: {error.strerror}"
         print(f"tinymtt: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -124,3 +124,43 @@ def test_conflict_logging_records_cosines_and_leaves_training_unchanged(tmp_path
     cosine = np.array(records[0]["conflict"]["cosine"], dtype=float)
     assert cosine.shape == (4, 4)
     assert np.allclose(np.diag(cosine), 1.0)
+
+
+# -- issue 11: the checkpoint pair and a torn history line ------------------------------------
+def _tiny_run(tmp_path, steps=4):
+    from tinymtt.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "--examples", "200", "--d-model", "8", "--heads", "1", "--layers", "1", "--no-progress",
+                 "--steps", str(steps), "--out", str(run)]) == 0
+    return run
+
+
+def test_resume_refuses_model_and_trainer_from_two_steps(tmp_path, capsys):
+    from tinymtt.cli import main
+    run = _tiny_run(tmp_path)
+    model_at_4 = (run / "model.npz").read_bytes()
+    assert main(["train", "--resume", "--out", str(run), "--steps", "8", "--no-progress"]) == 0
+    (run / "model.npz").write_bytes(model_at_4)               # as if stopped between the two writes
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--steps", "12", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "model.npz holds step 4 but trainer.npz step 8" in err
+
+
+def test_a_torn_last_history_line_is_dropped_and_said(tmp_path, capsys):
+    from tinymtt.cli import main
+    run = _tiny_run(tmp_path)
+    with open(run / "history.jsonl", "a") as handle:
+        handle.write('{"step": 5, "loss": 1.')
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--steps", "8", "--no-progress"]) == 0
+    assert "dropped a torn last line" in capsys.readouterr().out
+    assert all(json.loads(line) for line in (run / "history.jsonl").read_text().splitlines())
+
+
+def test_a_broken_history_line_in_the_middle_names_the_file(tmp_path):
+    from tinymtt.train.history import truncate_history
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"history.jsonl, line 2"):
+        truncate_history(path, 3)

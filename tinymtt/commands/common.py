@@ -17,10 +17,13 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 EXIT_USAGE = 2        # a bad option, value or file
 EXIT_FAILED = 1       # the work itself failed (training diverged, a gradient check failed, ...)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -42,6 +45,38 @@ class Command(NamedTuple):
     add_arguments: Callable                     # (parser) -> None: declares its options
     run: Callable                               # (parsed options) -> exit code
     description: str | None = None              # the text under `tinymtt NAME --help`
+
+
+def writable_folder(path, option: str) -> Path:
+    """``path`` as a folder that exists and takes files, checked before any work starts (else a UsageError).
+
+    The folder is created if needed; a file is created in it and removed again, so a read-only
+    file system or a folder without write permission is found now, not after the training.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"tinymtt: {option} {path}: expected a folder, but that path is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UsageError(f"tinymtt: {option} {path}: cannot write there ({error.strerror or error})") from None
+    return path
+
+
+def writable_file(path, option: str) -> Path:
+    """``path`` as a file that can be written (its folder must exist and take files), checked up front."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"tinymtt: {option} {path}: expected a file name, but that path is a folder")
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"tinymtt: {option} {path}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise UsageError(f"tinymtt: {option} {path}: the folder {folder} does not exist (create it first)")
+    writable_folder(folder, option)
+    return path
 
 
 def text_table(header, rows) -> str:

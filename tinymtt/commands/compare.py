@@ -60,7 +60,7 @@ from ..metrics import evaluate
 from ..model import MultiTaskTransformer
 from ..mtl import STRATEGIES
 from ..train import ConflictProbe, StepTimer, Trainer, TrainConfig
-from .common import Command, UsageError, limit_blas_threads, text_table
+from .common import Command, UsageError, limit_blas_threads, text_table, writable_file
 
 # the one metric per task kind, and whether lower is better (l_t)
 PRIMARY = {"token": ("token_accuracy", False), "sequence": ("accuracy", False), "regression": ("mse", True)}
@@ -335,6 +335,8 @@ def _config(args) -> CompareConfig:
 def run(args) -> int:
     """0 on success; a bad option or value is a UsageError (exit 2)."""
     config = _config(args)
+    if args.out:
+        writable_file(args.out, "--out")      # found now, not after all the training
     if args.backend:
         backend.use(args.backend)
     with limit_blas_threads(args.threads):

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from ..exercises import BEGIN, END, STUB
-from .common import Command
+from .common import Command, UsageError, writable_folder
 
 
 def _stub_source(source):
@@ -103,10 +103,17 @@ def write_exercises(out_dir, lessons_dir=None) -> dict:
 def add_arguments(parser):
     parser.add_argument("out_dir", help="folder for the student notebooks")
     parser.add_argument("--lessons", default=None, help="folder of the lesson notebooks (default: lessons/)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a folder that is not empty (a student notebook of the same name is replaced)")
 
 
 def run(args) -> int:
-    written = write_exercises(args.out_dir, args.lessons)
+    out = Path(args.out_dir)
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"tinymtt exercises: {out} is not empty, and writing would replace a student's edited "
+                         f"notebooks: choose a new folder, or give --force to write into it anyway")
+    writable_folder(out, "OUT_DIR")
+    written = write_exercises(out, args.lessons)
     for name, regions in written.items():
         print(f"{name}: {regions} exercise(s) stubbed")
     print(f"student copies in {args.out_dir}: hand them out; each check cell says what is wrong until it is right")

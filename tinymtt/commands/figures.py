@@ -35,7 +35,7 @@ from ..plots.canvas import figure_class, reproducible_style
 from ..plots.figures import (plot_attention_sort, plot_curves, plot_gradcheck, plot_positional_encoding,
                              plot_task_affinity)
 from ..train import TrainConfig, Trainer, read_history
-from .common import Command, UsageError
+from .common import Command, UsageError, writable_folder
 
 # examples generated, training steps and history log interval per mode
 SETTINGS = {"full": dict(examples=8000, steps=1500, log_every=10), "quick": dict(examples=800, steps=24, log_every=2)}
@@ -106,6 +106,7 @@ def run(args) -> int:
     """0 on success; a bad option or no matplotlib: one line, exit code 2."""
     if args.seed < 0:
         raise UsageError(f"tinymtt figures: --seed must be >= 0, got {args.seed}")
+    writable_folder(args.out, "--out")
     start = time.perf_counter()
     paths = make_figures(args.out, quick=True if args.quick else None, seed=args.seed, log=print)
     print(f"{len(paths)} figures in {Path(args.out)} ({time.perf_counter() - start:.0f} s)")

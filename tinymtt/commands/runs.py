@@ -40,6 +40,8 @@ def read_config(run_dir) -> dict:
     """The run's config.json, with the configs rebuilt; clear errors for a missing/broken run."""
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is a file, not a run folder (a run folder is what tinymtt train --out writes)")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist (train one with: tinymtt train --out {run_dir})")
     if not path.is_file():

@@ -10,6 +10,7 @@ The run folder's files: tinymtt.commands.runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ..model import MultiTaskTransformer
 from ..mtl import STRATEGIES
 from ..plots.history import plot_conflict, plot_history
 from ..train import TrainConfig, Trainer
-from .common import Command, UsageError, text_table
+from .common import Command, UsageError, text_table, writable_folder
 from .runs import data_splits, load_run, read_config, write_config
 
 
@@ -33,7 +34,7 @@ def positive(kind):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return value
@@ -49,6 +50,10 @@ def task_weights(text):
             weights[name.strip()] = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected task=weight pairs like sort=1,max=0.5, got {text!r}") from None
+        if not 0 <= weights[name.strip()] < float("inf"):      # a negative weight would be gradient ascent
+            raise argparse.ArgumentTypeError(f"a task weight must be >= 0 and finite, got {part!r}")
+    if weights and not any(weights.values()):
+        raise argparse.ArgumentTypeError(f"at least one task weight must be > 0 (all zero trains nothing), got {text!r}")
     return weights
 
 
@@ -77,56 +82,147 @@ def metrics_table(metrics: dict, tasks) -> str:
 
 
 # -- tinymtt train ----------------------------------------------------------------------------
+# Every option's default is None in the parser, so that ``--resume`` knows what was given; the real defaults:
+DEFAULTS = {"data": "sequences", "examples": 20000, "mode": "conditioned", "d_model": 64, "heads": 4, "layers": 2,
+            "dropout": 0.0, "steps": 2000, "batch_size": 64, "lr": 3e-3, "strategy": "fixed",
+            "sampling": "uniform", "seed": 0}
+# what a resumed run cannot change (it would be another run), and where its stored value is
+FIXED_ON_RESUME = {"data": ("data", "name"), "tasks": ("data", "tasks"), "examples": ("data", "num_examples"),
+                   "mode": ("model", "mode"), "d_model": ("model", "d_model"), "heads": ("model", "num_heads"),
+                   "layers": ("model", "num_layers"), "d_ff": ("model", "d_ff"), "dropout": ("model", "dropout"),
+                   "task_hidden": ("model", "task_hidden"), "seed": ("model", "seed"),
+                   "batch_size": ("train", "batch_size"), "weights": ("train", "weights"),
+                   "strategy": ("train", "strategy"), "strategy_option": ("train", "strategy_options"),
+                   "sampling": ("train", "sampling")}
+RESUME_HELP = ("continue the run in --out from its checkpoint. --steps N continues to step N, --lr sets the peak "
+               "learning rate, --log-conflict, --backend and --no-progress apply; the learning-rate schedule "
+               "(warmup, then cosine to 1e-4) is re-planned for the new --steps, so the steps still to come get "
+               "the learning rate a run of N steps from the start would have had. Options that define the run "
+               "(data, tasks, examples, mode, model sizes, dropout, seed, batch size, weights, strategy, sampling) "
+               "cannot change")
+
+
 def add_train_arguments(train):
-    train.add_argument("--data", choices=["sequences", "digits"], default="sequences", help="built-in data set")
-    train.add_argument("--tasks", default=None, help="comma-separated subset of the data set's tasks")
-    train.add_argument("--examples", type=positive(int), default=20000, help="generated examples (sequences)")
-    train.add_argument("--mode", choices=["conditioned", "joint"], default="conditioned")
-    train.add_argument("--d-model", type=positive(int), default=64)
-    train.add_argument("--heads", type=positive(int), default=4)
-    train.add_argument("--layers", type=positive(int), default=2)
+    train.add_argument("--data", choices=["sequences", "digits"], default=None, help="built-in data set (default sequences)")
+    train.add_argument("--tasks", default=None, help="comma-separated subset of the data set's tasks (default all)")
+    train.add_argument("--examples", type=positive(int), default=None, help="generated examples (sequences; default 20000)")
+    train.add_argument("--mode", choices=["conditioned", "joint"], default=None, help="default conditioned")
+    train.add_argument("--d-model", type=positive(int), default=None, help="default 64")
+    train.add_argument("--heads", type=positive(int), default=None, help="default 4")
+    train.add_argument("--layers", type=positive(int), default=None, help="default 2")
     train.add_argument("--d-ff", type=positive(int), default=None, help="default 4 × d-model")
-    train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--dropout", type=float, default=None, help="default 0")
     train.add_argument("--task-hidden", type=positive(int), default=None, help="hidden ReLU layer in the task encoder")
-    train.add_argument("--steps", type=positive(int), default=2000)
-    train.add_argument("--batch-size", type=positive(int), default=64)
-    train.add_argument("--lr", type=positive(float), default=3e-3)
+    train.add_argument("--steps", type=positive(int), default=None, help="default 2000")
+    train.add_argument("--batch-size", type=positive(int), default=None, help="default 64")
+    train.add_argument("--lr", type=positive(float), default=None, help="peak learning rate (default 0.003)")
     train.add_argument("--weights", type=task_weights, default=None,
                        help="task loss weights for --strategy fixed, e.g. sort=1,mean=2")
-    train.add_argument("--strategy", choices=STRATEGIES, default="fixed",
+    train.add_argument("--strategy", choices=STRATEGIES, default=None,
                        help="how the task losses or gradients are combined (tinymtt.mtl); default: fixed")
     train.add_argument("--strategy-option", type=key_value, action="append", default=None, metavar="KEY=VALUE",
                        help="an option of the strategy, e.g. alpha=1.5 (gradnorm), c=0.4 (cagrad), window=20 (dwa); "
                             "repeat for several")
-    train.add_argument("--sampling", choices=["uniform", "proportional", "temperature"], default="uniform")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--sampling", choices=["uniform", "proportional", "temperature"], default=None,
+                       help="default uniform")
+    train.add_argument("--seed", type=int, default=None, help="default 0")
     train.add_argument("--backend", choices=["numpy", "cupy"], default=None, help="default: $TINYMTT_BACKEND or numpy")
     train.add_argument("--out", default=None, help="run folder (default runs/DATA-MODE-seedSEED, "
                                                     "runs/DATA-MODE-STRATEGY-seedSEED for a strategy other than fixed)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    train.add_argument("--force", action="store_true",
+                       help="start a new run in a --out that holds one: its run files are deleted first")
     train.add_argument("--log-conflict", action="store_true",
                        help="log task-gradient cosines at each logged step and plot conflict.png (T extra backward passes)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+RUN_FILES = ("config.json", "history.jsonl", "model.npz", "trainer.npz", "metrics.json", "curves.png", "conflict.png")
+
+
+def _given_value(args, option):
+    """The value of a fixed option as the run folder stores it."""
+    value = getattr(args, option)
+    if option == "tasks":
+        return [name.strip() for name in value.split(",") if name.strip()]
+    if option == "strategy_option":
+        return dict(value)
+    return value
+
+
+def resumed_configs(args, document):
+    """(model config, train config, data args, lines saying what changed) of ``--resume``: the stored ones,
+    with the options that may change."""
+    model_config, train_config, data_args = document["model"], document["train"], document["data"]
+    stored = {"model": model_config.to_dict(), "train": train_config.to_dict(), "data": data_args}
+    for option, (part, key) in FIXED_ON_RESUME.items():
+        if getattr(args, option) is None:
+            continue
+        given, kept = _given_value(args, option), stored[part].get(key)
+        if key == "d_ff" and kept is None:
+            kept = model_config.d_ff
+        if given != kept:
+            name = "--" + option.replace("_", "-")
+            shown = "every task" if option == "tasks" and kept is None else repr(kept)
+            raise UsageError(f"tinymtt train --resume: {name} cannot change in a resumed run: the run has {shown}, "
+                             f"given {given!r} (start a new run with another --out)")
+    changes = {}
+    if args.steps is not None and args.steps != train_config.steps:
+        changes.update(steps=args.steps, eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1))
+    if args.lr is not None and args.lr != train_config.lr:
+        changes["lr"] = args.lr
+    if args.log_conflict and not train_config.log_conflict:
+        changes["log_conflict"] = True
+    applied = [f"resume: {key} {getattr(train_config, key)} -> {changes[key]}"
+               for key in ("steps", "lr", "log_conflict") if key in changes]
+    return model_config, dataclasses.replace(train_config, **changes), data_args, applied
+
+
+def new_run_folder(out: Path, force: bool) -> Path:
+    """The folder of a new run, checked before any work: it takes files and holds no other run (unless --force)."""
+    writable_folder(out, "--out")
+    used = [name for name in RUN_FILES if (out / name).exists()]
+    if used and not force:
+        raise UsageError(f"tinymtt train: {out} already holds a run ({', '.join(used)}): continue it with --resume, "
+                         f"choose another folder with --out, or start over with --force (deletes those files)")
+    for name in used:
+        (out / name).unlink()
+    return out
+
+
 def run_train(args) -> int:
     if args.backend:
         backend.use(args.backend)
-    strategy = "" if args.strategy == "fixed" else f"-{args.strategy}"
-    out = Path(args.out or f"runs/{args.data}-{args.mode}{strategy}-seed{args.seed}")
+    if args.resume and args.force:
+        raise UsageError("tinymtt train: --resume and --force exclude each other (continue the run, or start over)")
     if args.resume:
         if args.out is None:
             raise UsageError("tinymtt train: --resume needs --out RUN (the run folder to continue)")
-        document = read_config(out)
-        model_config, train_config, data_args = document["model"], document["train"], document["data"]
+        out = Path(args.out)
+        model_config, train_config, data_args, applied = resumed_configs(args, read_config(out))
+        writable_folder(out, "--out")
+        if not (out / "trainer.npz").exists():
+            raise UsageError(f"tinymtt train --resume: {out} has no checkpoint (trainer.npz) to continue from")
     else:
-        if (out / "trainer.npz").exists():
-            raise UsageError(f"tinymtt train: {out} already holds a run: continue it with --resume, "
-                             f"or choose another folder with --out")
-        data_args = {"name": args.data, "seed": args.seed, "tasks": args.tasks.split(",") if args.tasks else None}
+        if args.examples is not None and args.data not in (None, "sequences"):
+            raise UsageError(f"tinymtt train: --examples applies to --data sequences only (digits has a fixed "
+                             f"set), got --examples {args.examples} with --data {args.data}")
+        for key, value in DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        strategy = "" if args.strategy == "fixed" else f"-{args.strategy}"
+        out = new_run_folder(Path(args.out or f"runs/{args.data}-{args.mode}{strategy}-seed{args.seed}"), args.force)
+        tasks = [name.strip() for name in args.tasks.split(",") if name.strip()] if args.tasks is not None else None
+        if tasks == []:
+            raise UsageError(f"tinymtt train: --tasks expected comma-separated task names, got {args.tasks!r} "
+                             f"(leave --tasks out for every task)")
+        data_args = {"name": args.data, "seed": args.seed, "tasks": tasks}
         if args.data == "sequences":
             data_args["num_examples"] = args.examples
     train_set, val_set, test_set = data_splits(data_args)
+    if min(len(train_set), len(val_set), len(test_set)) == 0:
+        raise UsageError(f"tinymtt train: --examples {args.examples} is too few: the split into train, validation "
+                         f"and test (90/5/5 %) leaves {len(train_set)}, {len(val_set)} and {len(test_set)} examples")
     if not args.resume:
         model_config = ModelConfig(**train_set.model_config_kwargs(), d_model=args.d_model, num_heads=args.heads,
                                    num_layers=args.layers, d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout,
@@ -140,8 +236,15 @@ def run_train(args) -> int:
     trainer = Trainer(model, train_set, val_set, train_config, out_dir=out, progress=not args.no_progress)
     if not args.resume:
         write_config(out, model_config, train_config, data_args, backend.get_backend())
+        trainer.save()          # a step-0 checkpoint: the folder works with eval, demo and --resume from now on
     else:
         trainer.resume()
+        if trainer.step > train_config.steps:
+            raise UsageError(f"tinymtt train --resume: --steps {train_config.steps} is behind the run, which is at "
+                             f"step {trainer.step}")
+        for line in applied:        # printed only now that they are known to apply
+            print(line)
+        write_config(out, model_config, train_config, data_args, backend.get_backend())
         print(f"resuming {out} at step {trainer.step} of {train_config.steps}")
     print(f"training {model.num_parameters():,} parameters on {train_set.name} ({len(train_set):,} examples, "
           f"tasks {', '.join(model_config.task_names)}), {model_config.mode} mode, {train_config.strategy} strategy, "

@@ -30,10 +30,23 @@ def read_history(path) -> list:
     return records
 
 
-def truncate_history(path, step: int):
-    """Drop the lines logged after ``step`` (a resumed run logs them again)."""
+def truncate_history(path, step: int) -> bool:
+    """Drop the lines logged after ``step`` (a resumed run logs them again); returns whether a torn
+    last line (a run stopped while writing it) was dropped. A broken line elsewhere is a ValueError naming the file."""
     path = Path(path)
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+    if not path.exists():
+        return False
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept, torn = [], False
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                torn = True
+                break
+            raise ValueError(f"{path}, line {number}, is not JSON ({error}); fix or remove that line") from None
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept))
+    return torn

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,8 +204,11 @@ class Trainer:
         c = self.config
         bar = progress_bar(c.steps, self.step) if self.progress else None
         started = time.perf_counter() - self.elapsed
+        stop = _StopOnCtrlC()
         try:
             while self.step < c.steps:
+                if stop.requested:
+                    self._stopped(bar)
                 step = self.train_step(self._next_batch())
                 self.elapsed = time.perf_counter() - started
                 # a task with no example in the batch has no loss this step: null, never a fake 0
@@ -222,10 +227,23 @@ class Trainer:
                     self._record({"step": self.step, "validation": evaluate(self.model, self.val_set)})
                 if self.out_dir is not None and (self.step % c.checkpoint_every == 0 or self.step == c.steps):
                     self.save()
+            if stop.requested:
+                self._stopped(bar)
         finally:
+            stop.restore()
             if bar is not None:
                 bar.close()
         return evaluate(self.model, self.val_set) if self.val_set is not None else {}
+
+    def _stopped(self, bar):
+        """Ctrl-C was pressed: checkpoint the last completed step, then stop with a KeyboardInterrupt."""
+        if bar is not None:
+            bar.close()
+        if self.out_dir is None:
+            raise KeyboardInterrupt(f"stopped after step {self.step} of {self.config.steps}")
+        self.save()
+        raise KeyboardInterrupt(f"stopped after step {self.step} of {self.config.steps}; checkpoint saved in "
+                                f"{self.out_dir} (continue with: tinymtt train --resume --out {self.out_dir})")
 
     # -- checkpoints -------------------------------------------------------------
     def save(self):
@@ -241,6 +259,7 @@ class Trainer:
                 "strategy": {k: v for k, v in strategy.items() if not hasattr(v, "shape")},
                 "batches": self.batches.state(), "dropout": _dropout_counters(self.model),
                 "train_config": self.config.to_dict()}
+        # each file is written atomically and both carry the step: resume() refuses a pair from two steps
         checkpoint.save_arrays(self.out_dir / "trainer.npz", arrays, meta)
         checkpoint.save(self.model, self.out_dir / "model.npz", extra={"step": self.step})
 
@@ -248,8 +267,12 @@ class Trainer:
         """Continue from the checkpoint in ``out_dir``: bit-identical to a run never stopped."""
         if self.out_dir is None or not (self.out_dir / "trainer.npz").exists():
             raise FileNotFoundError(f"no checkpoint to resume from in {self.out_dir} (trainer.npz is missing)")
-        checkpoint.load_into(self.model, self.out_dir / "model.npz")
         arrays, meta = checkpoint.load_arrays(self.out_dir / "trainer.npz")
+        model_step = checkpoint.load_into(self.model, self.out_dir / "model.npz").get("step")
+        if model_step != meta["step"]:
+            raise checkpoint.CheckpointError(
+                f"{self.out_dir}: model.npz holds step {model_step} but trainer.npz step {meta['step']} (a save "
+                f"was interrupted between the two files); the run cannot be resumed exactly")
         strategy = {k[len(STRATEGY_PREFIX):]: v for k, v in arrays.items() if k.startswith(STRATEGY_PREFIX)}
         self.optimizer.load_state_dict({**meta["optimizer"],
                                         **{k: v for k, v in arrays.items() if not k.startswith(STRATEGY_PREFIX)}})
@@ -259,5 +282,31 @@ class Trainer:
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         if hasattr(self, "_stream"):
             del self._stream
-        truncate_history(self.out_dir / "history.jsonl", self.step)     # the lines after the checkpoint come again
+        dropped = truncate_history(self.out_dir / "history.jsonl", self.step)  # lines after the checkpoint come again
+        if dropped:
+            self.log(f"{self.out_dir / 'history.jsonl'}: dropped a torn last line (the run stopped while writing it)")
         return self
+
+
+class _StopOnCtrlC:
+    """While training: Ctrl-C (SIGINT) only asks the loop to stop, so it stops between two steps.
+
+    A step cut in half would leave parameters, optimizer and data order out of step with each other.
+    Installed only in the main thread (Python delivers signals there); ``restore`` puts the old handler back.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:                  # a second Ctrl-C: stop now, without the checkpoint
+            raise KeyboardInterrupt("stopped at once (second Ctrl-C); the last checkpoint is the one on disk")
+        self.requested = True
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
