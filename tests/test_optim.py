@@ -374,3 +374,11 @@ def test_bad_clip_and_schedule_arguments():
         for bad in (0, -3, 1.5, True):
             with pytest.raises(ValueError, match="step"):
                 schedule(bad)
+
+
+def test_an_overflowing_gradient_norm_is_inf_without_a_warning():
+    import warnings
+    from tinymtt.optim import global_grad_norm
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the trainer says why it stops; numpy must not warn first
+        assert global_grad_norm({"w": np.full(4, 1e30, dtype=np.float32)}) == float("inf")

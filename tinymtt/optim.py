@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from .backend import array_module, blockwise, to_float
 from .validation import ShapeError, check_array, check_integer, check_number, check_same_module, describe
 
@@ -261,8 +263,10 @@ def global_grad_norm(grads) -> float:
     if not grads:
         return 0.0
     xp = array_module(*grads.values())
-    norms = xp.stack([xp.sqrt(xp.sum(g * g)) for g in grads.values()])   # one device→host copy at the end
-    return to_float(xp.sqrt(xp.sum(norms * norms)))
+    # An overflow makes the norm inf, which the caller reports (the trainer stops with the reason): no warning too.
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        norms = xp.stack([xp.sqrt(xp.sum(g * g)) for g in grads.values()])   # one device→host copy at the end
+        return to_float(xp.sqrt(xp.sum(norms * norms)))
 
 
 def clip_grad_norm(grads, max_norm, error_if_nonfinite=False) -> float:
