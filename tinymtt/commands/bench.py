@@ -122,7 +122,8 @@ def run_benchmark(configs=PUBLIC_CONFIGS, backend="numpy", rounds=3, repeats=7, 
         raise ValueError(f"configs must be among {sorted(CONFIGS)}, got {unknown}")
     rounds, repeats = check_integer(rounds, "rounds", 1), check_integer(repeats, "repeats", 1)
     warmup = check_integer(warmup, "warmup")
-    tinymtt_backend.use(backend).__exit__()   # a missing CuPy is one clear error here, before any process starts
+    with tinymtt_backend.use(backend):   # a missing CuPy is one clear error here, before any process starts
+        pass
     torch_note = peer_note() if with_torch else "not requested"
     common = {"backend": backend, "repeats": repeats, "warmup": warmup}
     matmul, measured = [], {name: [] for name in configs}   # per round: the matmul; per config: (ours, theirs)

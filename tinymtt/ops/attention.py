@@ -73,6 +73,8 @@ def attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=None):
         # The bias (0 or -inf) has the mask's shape, usually small: (B, 1, 1, Sk).
         bias = xp.where(mask, xp.zeros((), dtype=q.dtype), xp.asarray(-xp.inf, dtype=q.dtype))
         bias = bias.reshape((1,) * (len(scores_shape) - bias.ndim) + bias.shape)   # as many axes as the scores
+        # one bias row per example, for the blocks below (a view: broadcast_to copies nothing)
+        bias = xp.broadcast_to(bias, q.shape[:1] + bias.shape[1:]) if q.ndim > 2 else bias[None]
     keep, dropout_scale = None, 1.0
     if dropout_p > 0:
         if not callable(getattr(rng, "random", None)):
@@ -86,8 +88,6 @@ def attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=None):
     weights = xp.empty(scores_shape, dtype=q.dtype)
     out = xp.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
     # Every (example, head) is independent: the work runs in blocks of examples (axis 0), on every core.
-    if bias is not None:   # one bias row per example (a view: broadcast_to copies nothing)
-        bias = xp.broadcast_to(bias, q.shape[:1] + bias.shape[1:]) if q.ndim > 2 else bias[None]
     batched = [a if a is None or q.ndim > 2 else a[None] for a in (q, k, v, keep, weights, out)]
     blockwise(_attention_forward_kernel, *batched[:3], bias, *batched[3:], whole=(scale, dropout_scale))
     return out, AttentionCache(q, k, v, weights, keep, dropout_scale, scale)

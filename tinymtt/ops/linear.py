@@ -33,8 +33,9 @@ def linear_forward(x, w, b=None):
         check_shape(b, "b", (w.shape[1],), "(Dout,)")
     # One (N, Din)·(Din, Dout) product over all leading axes at once: a 3-D x @ w
     # would run B small matmuls instead of one large one (slower in NumPy).
+    xp = array_module(x)
     rows = x.reshape(-1, w.shape[0])
-    out = array_module(x).empty((rows.shape[0], w.shape[1]), dtype=array_module(x).result_type(x.dtype, w.dtype))
+    out = xp.empty((rows.shape[0], w.shape[1]), dtype=xp.result_type(x.dtype, w.dtype))
     blockwise(_linear_forward_kernel, rows, out, whole=(w, b), blas=True)   # each row is independent
     return out.reshape(x.shape[:-1] + (w.shape[1],)), LinearCache(x, w, b is not None)
 
@@ -60,8 +61,8 @@ def linear_backward(dout, cache: LinearCache):
     rows_x = x.reshape(-1, din)
     rows_dout = dout.reshape(-1, dout_width)
     xp = array_module(dout)
-    dtype = xp.result_type(dout.dtype, w.dtype)
-    dx, dw = xp.empty(rows_x.shape, dtype=dtype), xp.empty(w.shape, dtype=dtype)
+    dx = xp.empty(rows_x.shape, dtype=xp.result_type(dout.dtype, w.dtype))   # the dtypes dOut·Wᵀ and Xᵀ·dOut have
+    dw = xp.empty(w.shape, dtype=xp.result_type(x.dtype, dout.dtype))
     # Blocks: dX by rows of dOut (each row of dX is its row of dOut times Wᵀ);
     # dW by rows of Xᵀ (row k of dW is row k of Xᵀ times dOut), so no block sums over rows.
     blockwise(_matmul_kernel, rows_dout, dx, whole=(w.T,), blas=True)
