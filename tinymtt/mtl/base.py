@@ -71,6 +71,7 @@ class Strategy:
 
     name = ""
     needs_task_gradients = False
+    needs_losses_after_step = False   # FAMO: the trainer passes the same batch's losses after the step
     options = {}                 # option name -> default (make_strategy checks the names)
 
     def __init__(self, num_tasks, *, kinds=None):
@@ -101,6 +102,13 @@ class Strategy:
         """The shared-parameter update (P,) from G (T, P), row i = ∇(w_i L_i): here their sum."""
         return task_grads.sum(axis=0)
 
+    def losses_after_step(self, losses, counted):
+        """With ``needs_losses_after_step``: the same batch's losses once the parameters have moved.
+
+        The trainer calls it after the optimizer step and before ``after_step``
+        (one more forward pass, no backward pass).
+        """
+
     def after_step(self, losses, counted):
         """Update the strategy's own state once the model's optimizer has stepped."""
 
@@ -127,15 +135,16 @@ class GradientCombination(Strategy):
 
     needs_task_gradients = True
 
-    def solve(self, gram):
-        """Coefficients (k,) for the k counted tasks, from their Gram matrix (k, k)."""
+    def solve(self, gram, losses):
+        """Coefficients (k,) for the k counted tasks, from their Gram matrix (k, k) and their losses (k,)."""
         raise NotImplementedError
 
     def combine(self, task_grads, losses, counted):
-        _, counted = self.vectors(losses, counted)
+        losses, counted = self.vectors(losses, counted)
         used = numpy.flatnonzero(counted)
         coefficients = numpy.zeros(self.num_tasks)
         if used.size:
-            coefficients[used] = self.solve(gram_matrix(task_grads, "task_grads")[numpy.ix_(used, used)])
+            coefficients[used] = self.solve(gram_matrix(task_grads, "task_grads")[numpy.ix_(used, used)],
+                                            losses[used])
         self.last_weights = coefficients
         return combine_rows(coefficients, task_grads)
