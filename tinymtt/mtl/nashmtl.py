@@ -18,7 +18,8 @@ Solving it. Kα = 1/α is the stationarity condition of the convex function
 and we minimise f by damped Newton steps: Δ = −(∇²f)⁻¹∇f, a step t ≤ 1 that
 keeps α > 0 (at most 0.99 of the way to the boundary), halved until f
 decreases enough (Armijo). Newton converges quadratically near the solution;
-the stop is max_i |α_i (Kα)_i − 1| ≤ ``tolerance``. The authors' code uses
+the stop is max_i |α_i (Kα)_i − 1| ≤ ``tolerance`` (1e-6: every task's gain
+g_i·d within a millionth of 1/α_i; the authors' code stops at ‖Kα − 1/α‖ < 1e-3). The authors' code uses
 cvxpy (a sequence of convex problems, at most 20); this is the same
 solution, with no solver to install.
 
@@ -63,7 +64,7 @@ def bargaining_objective(alpha, gram):
     return 0.5 * float(alpha @ gram @ alpha) - float(numpy.log(alpha).sum())
 
 
-def solve_bargaining(gram, iterations=100, tolerance=1e-10):
+def solve_bargaining(gram, iterations=100, tolerance=1e-6):
     """(α (T,) > 0, converged, residual) with Kα = 1/α by damped Newton on f (module docstring).
 
     gram: (T, T) symmetric positive semi-definite, every diagonal entry > 0.
@@ -93,7 +94,7 @@ def solve_bargaining(gram, iterations=100, tolerance=1e-10):
     return alpha, False, residual
 
 
-def nashmtl_coefficients(gram, iterations=100, tolerance=1e-10):
+def nashmtl_coefficients(gram, iterations=100, tolerance=1e-6):
     """(β (T,) host float64, converged, residual): d = β @ G, β = √‖K‖_F · α (module docstring)."""
     gram = numpy.asarray(gram, dtype=numpy.float64)
     beta = numpy.zeros(gram.shape[0])
@@ -106,7 +107,7 @@ def nashmtl_coefficients(gram, iterations=100, tolerance=1e-10):
     return beta, converged, residual
 
 
-def nashmtl(grads, iterations=100, tolerance=1e-10):
+def nashmtl(grads, iterations=100, tolerance=1e-6):
     """The Nash-MTL update d = Σ β_i g_i (P,) from grads (T, P), in their dtype and on their device."""
     beta, _, _ = nashmtl_coefficients(gram_matrix(grads), iterations, tolerance)
     return combine_rows(beta, grads)
@@ -117,9 +118,9 @@ class NashMTL(GradientCombination):
     """Nash-MTL: d = Σ β_i g_i with (K/‖K‖_F)β = 1/β; a solve that does not converge is counted and warned."""
 
     name = "nashmtl"
-    options = {"iterations": 100, "tolerance": 1e-10}
+    options = {"iterations": 100, "tolerance": 1e-6}
 
-    def __init__(self, num_tasks, *, kinds=None, iterations=100, tolerance=1e-10):
+    def __init__(self, num_tasks, *, kinds=None, iterations=100, tolerance=1e-6):
         super().__init__(num_tasks, kinds=kinds)
         self.iterations = check_integer(iterations, "iterations", low=1)
         self.tolerance = check_number(tolerance, "tolerance", low_open=True)
@@ -132,8 +133,9 @@ class NashMTL(GradientCombination):
             if self.failures == 1:
                 warnings.warn(f"nashmtl: K α = 1/α not solved in {self.iterations} Newton steps (residual "
                               f"max|α_i (Kα)_i − 1| = {self.last_residual:.3g} > {self.tolerance:g}): the task "
-                              f"gradients are (nearly) Pareto stationary, 0 is in their convex hull, and no "
-                              f"bargaining solution exists; the last iterate is used. Further failures are "
+                              f"gradients are (nearly) Pareto stationary -- 0 is in or near their convex hull, and "
+                              f"no bargaining solution exists -- or too close to linearly dependent for float64; "
+                              f"the last iterate is used. Further failures are "
                               f"counted in the strategy's state ('failures') without a warning.", RuntimeWarning,
                               stacklevel=2)
         return beta
