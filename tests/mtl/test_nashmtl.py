@@ -34,7 +34,7 @@ def test_the_solution_solves_the_equation(num_tasks, size):
     for seed in range(3):
         grads = gradients(num_tasks, size, seed)
         gram = grads @ grads.T
-        beta, converged, residual = nashmtl_coefficients(gram)
+        beta, converged, _ = nashmtl_coefficients(gram)
         normalised = gram / np.linalg.norm(gram)
         assert converged and (beta > 0).all()
         assert np.abs(beta * (normalised @ beta) - 1).max() <= 1e-6          # (K/‖K‖_F) β = 1/β
