@@ -153,6 +153,9 @@ def test_cli_strategy_options(tmp_path, capsys, no_plot):
         (["--strategy", "pcgrad", "--strategy-option", "alpha=1"], "strategy 'pcgrad' has no option alpha"),
         (["--strategy", "cagrad", "--strategy-option", "c=-1"], "c must be a finite number"),
         (["--strategy", "dwa", "--strategy-option", "window"], "expected key=value"),
+        (["--strategy", "imtl", "--strategy-option", "variant=both"], "variant must be one of ('hybrid', 'loss', "
+                                                                       "'gradient'), got 'both'"),
+        (["--strategy", "mgda", "--strategy-option", "normalization=l1"], "normalization must be one of"),
         (["--strategy", "mgda", "--weights", "sort=2"], "weights are the fixed strategy's"),
         (["--strategy", "sgd"], "invalid choice: 'sgd'"),
     ]:

@@ -41,7 +41,12 @@ Invariance: scaling one task's gradient, g_i → c g_i (a loss multiplied by c),
 turns K into D K D with D = diag(1, .., c, .., 1), and α' = D⁻¹α solves the new
 equation: the exact d = Σ α'_i g'_i does not change at all. With the
 normalisation d is multiplied by √(‖K'‖_F/‖K‖_F): the direction is invariant,
-the length is not. Heads get their own task's gradient, unweighted (as LibMTL).
+the length is not.
+
+Heads: here each head gets its own task's gradient, unweighted (the trainer's
+rule for every gradient method). LibMTL and the authors' code back-propagate
+Σ β_i L_i, so they also scale head i's gradient by β_i; with Adam, a per-head
+factor that changes slowly from step to step changes the head's steps little.
 """
 
 from __future__ import annotations
