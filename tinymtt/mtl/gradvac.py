@@ -88,7 +88,7 @@ class GradVac(GradientCombination):
         self.beta = check_number(beta, "beta (the EMA factor of the target cosines)", high=1.0)
         self.seed = check_integer(seed, "seed")
         if not isinstance(shuffle, (bool, numpy.bool_)):
-            raise ValueError(f"shuffle must be true or false, got {shuffle!r}")
+            raise ValueError(f"shuffle must be true or false, got {shuffle!r}")   # noqa: TRY004 (a bad option value)
         self.shuffle, self.calls = bool(shuffle), 0
         self.targets = numpy.zeros((self.num_tasks, self.num_tasks))
 
