@@ -265,3 +265,20 @@ class MultiTaskTransformer(Module):
         else:
             self.input_proj.backward(dembedded)
         return dweights
+
+    # -- what the task modules learned ------------------------------------------------
+    def gate_affinity(self, batch) -> list:
+        """With ``task_module="mmoe"``: the T×E gate matrix of every mixture-of-experts block on ``batch``
+        (eval mode): row t = task t's mean gate probabilities over its real positions. One more learned
+        view of task affinity: tasks with similar rows share experts.
+        """
+        c = self.config
+        if c.task_module != "mmoe":
+            raise ValueError(f"gate_affinity needs task_module='mmoe', the model has {c.task_module!r}")
+        with self.evaluating():
+            self.forward(batch)
+        mask = self.saved().mask
+        xp = backend.array_module(mask)
+        if c.mode == "joint":   # stream b·T + τ has example b's mask
+            mask = xp.repeat(mask, c.num_tasks, axis=0)
+        return [block.ffn.affinity(mask) for block in self.encoder.blocks if block.task_module == "mmoe"]

@@ -106,7 +106,7 @@ def load_splits(config: CompareConfig):
     return data.split((0.8, 0.2), seed=0)
 
 
-def _probe_batch(dataset, mode, per_task=64):
+def probe_batch(dataset, mode, per_task=64):
     """The first ``per_task`` examples of each task (conditioned) or of the set (joint)."""
     if mode == "joint":
         return make_batch(dataset, numpy.arange(min(per_task, len(dataset))), "joint")
@@ -134,7 +134,7 @@ def train_one(train_set, test_set, strategy: str, seed: int, config: CompareConf
                                warmup_steps=config.steps // 10, strategy=strategy, seed=seed, log_every=config.steps)
     timer, probe = StepTimer(), None
     if config.probe_every > 0 and model.config.num_tasks > 1:
-        probe = ConflictProbe(_probe_batch(train_set, config.mode), config.probe_every, model.config.task_names)
+        probe = ConflictProbe(probe_batch(train_set, config.mode), config.probe_every, model.config.task_names)
     Trainer(model, train_set, None, train_config, progress=False, callbacks=[timer] + ([probe] if probe else [])).fit()
     metrics = evaluate(model, test_set)
     primary = {t.name: metrics[t.name][PRIMARY[t.kind][0]] for t in model.config.tasks}
