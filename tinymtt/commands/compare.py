@@ -55,25 +55,16 @@ import numpy
 
 from .. import backend
 from ..config import ModelConfig
-from ..data import CONFLICT_TASKS, load_dataset, make_batch
+from ..data import CONFLICT_TASKS, make_batch
 from ..metrics import evaluate
 from ..model import MultiTaskTransformer
 from ..mtl import STRATEGIES
 from ..train import ConflictProbe, StepTimer, Trainer, TrainConfig
 from .common import Command, UsageError, limit_blas_threads, text_table, writable_file
+from .architectures import ARCHITECTURES, compare_architectures, format_architectures
+from .scoring import DATA, PRIMARY, load_splits, relative_gain  # noqa: F401  (relative_gain re-exported)
 
-# the one metric per task kind, and whether lower is better (l_t)
-PRIMARY = {"token": ("token_accuracy", False), "sequence": ("accuracy", False), "regression": ("mse", True)}
-DATA = ("sequences", "digits", "conflict")
 CONFLICT_D_MODEL = 8                           # the conflict preset's default width (module docstring)
-
-
-def relative_gain(multi: dict, base: dict, lower_is_better: dict) -> float:
-    """Δ_m in percent: (1/T) Σ_t (−1)^{l_t} (M_m,t − M_b,t) / M_b,t · 100, over the tasks of ``base``."""
-    if any(base[t] == 0 for t in base):          # a relative change from 0 is undefined
-        return float("nan")
-    terms = [(-1.0 if lower_is_better[t] else 1.0) * (multi[t] - base[t]) / base[t] for t in base]
-    return 100.0 * sum(terms) / len(terms)
 
 
 @dataclass
@@ -94,16 +85,6 @@ class CompareConfig:
     baselines: bool = True
     baseline_batch: int | None = None          # None: batch_size // T in conditioned mode, batch_size in joint
     probe_every: int = 40                      # conflict probe every this many steps (0: never; CLI: steps // 10)
-
-
-def load_splits(config: CompareConfig):
-    """(train, test) of the chosen data set and tasks (data seed 0 for every run)."""
-    if config.data == "digits":
-        data = load_dataset("digits", seed=0)
-        data = data.select_tasks(config.tasks) if config.tasks else data
-    else:                                      # generated: sequences, conflict
-        data = load_dataset(config.data, num_examples=config.examples, seed=0, tasks=config.tasks)
-    return data.split((0.8, 0.2), seed=0)
 
 
 def probe_batch(dataset, mode, per_task=64):
@@ -288,7 +269,11 @@ def add_arguments(parser):
                         help="built-in data set, or 'conflict': tasks built to conflict (max vs min by default)")
     parser.add_argument("--tasks", default=None, help="comma-separated subset of the data set's tasks "
                         f"(conflict: from {','.join(CONFLICT_TASKS)})")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
+    parser.add_argument("--strategies", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--architectures", action="store_true",
+                        help="compare ways of sharing instead of strategies: conditioned, joint, joint with one "
+                             "branch layer, task-norm, lora, mmoe, single-task (tinymtt.commands.architectures); "
+                             "each row gives parameters, FLOPs and ms per step")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--steps", type=int, default=400, help="training steps per run (default 400)")
     parser.add_argument("--examples", type=int, default=5000,
@@ -298,11 +283,12 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     parser.add_argument("--d-model", type=int, default=None,
                         help="model width (default 32; 8 for --data conflict: the tasks must share a small encoder)")
-    parser.add_argument("--layers", type=int, default=1, help="encoder layers (default 1)")
-    parser.add_argument("--mode", choices=["conditioned", "joint"], default="conditioned")
+    parser.add_argument("--layers", type=int, default=None, help="encoder layers (default 1; 2 with --architectures)")
+    parser.add_argument("--mode", choices=["conditioned", "joint"], default=None, help="default conditioned")
     parser.add_argument("--no-baselines", action="store_true", help="skip the single-task runs (no Δ%%)")
     parser.add_argument("--probe-every", type=int, default=None, help="conflict probe period in steps (default steps / 10; 0: off)")
-    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 seeds × 12 steps, tiny model")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 seeds × 12 steps, tiny model (--architectures: 2 seeds × 150 steps, "
+                        "d_model 16, under a minute)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--out", default=None, help="also write the JSON results to this file")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default=None)
@@ -311,6 +297,17 @@ def add_arguments(parser):
 
 
 def _config(args) -> CompareConfig:
+    if args.architectures:
+        given = [name for name, value in (("--strategies", args.strategies), ("--mode", args.mode),
+                                          ("--no-baselines", args.no_baselines or None),
+                                          ("--probe-every", args.probe_every)) if value is not None]
+        if given:
+            raise UsageError(f"tinymtt compare --architectures: {given[0]} does not apply (every architecture "
+                             f"sets its own mode, trains with the fixed strategy and has single-task baselines)")
+    args.strategies = ",".join(STRATEGIES) if args.strategies is None else args.strategies
+    args.mode = args.mode or "conditioned"
+    if args.layers is None:
+        args.layers = 2 if args.architectures else 1
     if args.d_model is None:
         args.d_model = CONFLICT_D_MODEL if args.data == "conflict" else 32
     for name in ("seeds", "steps", "examples", "batch_size", "d_model", "layers", "threads"):
@@ -323,7 +320,10 @@ def _config(args) -> CompareConfig:
                            strategies=strategies, seeds=args.seeds, steps=args.steps, examples=args.examples,
                            batch_size=args.batch_size, lr=args.lr, d_model=args.d_model, num_layers=args.layers,
                            d_ff=2 * args.d_model, mode=args.mode, baselines=not args.no_baselines)
-    if args.quick:
+    if args.quick and args.architectures:   # a short run that still trains: about a minute
+        config.seeds, config.steps, config.examples = min(args.seeds, 2), 150, 1000
+        config.d_model, config.d_ff, config.batch_size = 16, 32, 32
+    elif args.quick:
         config.seeds, config.steps, config.examples = min(args.seeds, 2), 12, 400
         config.d_model, config.d_ff, config.batch_size = 16, 32, 16
     if args.probe_every is not None and args.probe_every < 0:
@@ -340,12 +340,12 @@ def run(args) -> int:
     if args.backend:
         backend.use(args.backend)
     with limit_blas_threads(args.threads):
-        results = compare(config)
+        results = compare_architectures(config, tuple(ARCHITECTURES)) if args.architectures else compare(config)
     text = json.dumps(_finite(results), indent=2, allow_nan=False)
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text + "\n")
-    print(text if args.json else format_table(results))
+    print(text if args.json else (format_architectures if args.architectures else format_table)(results))
     return 0
 
 
