@@ -59,6 +59,8 @@ from ..data import CONFLICT_TASKS, make_batch
 from ..metrics import evaluate
 from ..model import MultiTaskTransformer
 from ..mtl import STRATEGIES
+from ..plots.canvas import figure_class
+from ..plots.costs import plot_architectures
 from ..train import ConflictProbe, StepTimer, Trainer, TrainConfig
 from .common import Command, UsageError, limit_blas_threads, text_table, writable_file
 from .architectures import ARCHITECTURES, compare_architectures, format_architectures
@@ -291,6 +293,8 @@ def add_arguments(parser):
                         "d_model 16, under a minute)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--out", default=None, help="also write the JSON results to this file")
+    parser.add_argument("--figure", default=None,
+                        help="with --architectures: also draw each task's metric against FLOPs per step (PNG)")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default=None)
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1, see tinymtt.commands.compare)")
     return parser
@@ -337,6 +341,11 @@ def run(args) -> int:
     config = _config(args)
     if args.out:
         writable_file(args.out, "--out")      # found now, not after all the training
+    if args.figure:
+        if not args.architectures:
+            raise UsageError("tinymtt compare: --figure applies to --architectures only")
+        writable_file(args.figure, "--figure")
+        figure_class()                        # matplotlib missing: one line now, not after the training
     if args.backend:
         backend.use(args.backend)
     with limit_blas_threads(args.threads):
@@ -345,6 +354,8 @@ def run(args) -> int:
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text + "\n")
+    if args.figure:
+        plot_architectures(results, args.figure)
     print(text if args.json else (format_architectures if args.architectures else format_table)(results))
     return 0
 
