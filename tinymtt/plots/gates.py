@@ -17,7 +17,7 @@ def plot_gates(matrices, task_names, out_path, title=""):
     if plt is None:
         return None
     matrices = [numpy.asarray(m, dtype=numpy.float64) for m in matrices]
-    figure, axes = plt.subplots(1, len(matrices), figsize=(1.2 + 2.6 * len(matrices), 0.9 + 0.45 * len(task_names)),
+    figure, axes = plt.subplots(1, len(matrices), figsize=(1.8 + (0.9 + 0.5 * matrices[0].shape[1]) * len(matrices), 0.9 + 0.45 * len(task_names)),
                                 constrained_layout=True, squeeze=False)
     for index, (ax, matrix) in enumerate(zip(axes[0], matrices)):
         image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
