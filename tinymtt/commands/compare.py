@@ -1,5 +1,8 @@
 """tinymtt compare: every multi-task strategy on the same tasks and seeds, against single-task baselines.
 
+(``--architectures`` compares ways of sharing instead -- conditioned, joint, late
+branching, task modules -- with their price: tinymtt.commands.architectures.)
+
 For each seed s and each strategy m, one model (seed s, batch order s) trains
 ``steps`` steps on the same training set; then every task t is trained alone
 (the single-task baseline b, same steps, batch size and seeds). On the test
