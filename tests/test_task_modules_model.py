@@ -91,7 +91,7 @@ def test_each_example_gets_its_tasks_parameters(module, mode):
 
 def test_the_whole_model_checks_cover_task_modules_and_branching():
     rows = [r for r in run_checks(only="MultiTaskTransformer") if "task module" in r.name or "branch" in r.name]
-    assert len(rows) == 8 and all(r.passed for r in rows), [r for r in rows if not r.passed]
+    assert len(rows) == 9 and all(r.passed for r in rows), [r for r in rows if not r.passed]
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -99,7 +99,8 @@ def test_the_whole_model_checks_cover_task_modules_and_branching():
     (dict(mode="joint", branch_layers=3), r"branch_layers must lie in 1..num_layers=2, got 3"),
     (dict(mode="joint", branch_layers=0), "branch_layers must be an integer >= 1"),
     (dict(task_module="adapter"), "task_module must be one of"),
-    (dict(lora_rank=0), "lora_rank must be an integer >= 1")])
+    (dict(lora_rank=0), "lora_rank must be an integer >= 1"),
+    (dict(task_module="mmoe", lora_ffn=True), "True needs task_module='lora'")])
 def test_bad_config_values_are_named(changes, message):
     with pytest.raises(ValueError, match=message):
         config(**changes)
@@ -137,7 +138,8 @@ TINY = ["train", "--examples", "200", "--d-model", "8", "--heads", "1", "--layer
         "--batch-size", "8"]
 
 
-@pytest.mark.parametrize("options", [["--task-module", "task-norm"], ["--task-module", "lora", "--lora-rank", "2"],
+@pytest.mark.parametrize("options", [["--task-module", "task-norm"],
+                                     ["--task-module", "lora", "--lora-rank", "2", "--lora-ffn"],
                                      ["--task-module", "mmoe", "--experts", "3", "--mode", "joint",
                                       "--branch-layers", "1"]])
 def test_resuming_equals_an_uninterrupted_run(tmp_path, options, capsys, monkeypatch):
@@ -173,6 +175,7 @@ def test_the_affinity_tools_keep_working_with_a_task_module(tmp_path, capsys):
     (["--branch-layers", "1"], "--branch-layers applies to --mode joint only"),
     (["--mode", "joint", "--branch-layers", "3"], r"--branch-layers must lie in 1..--layers \(2\), got 3"),
     (["--lora-rank", "2"], "--lora-rank applies to --task-module lora only"),
+    (["--lora-ffn"], "--lora-ffn applies to --task-module lora only"),
     (["--task-module", "adapter"], "invalid choice"),
     (["--branch-layers", "0"], "must be > 0")])
 def test_bad_task_options_are_one_line_and_exit_2(argv, message, tmp_path, capsys):

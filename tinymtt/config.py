@@ -38,7 +38,7 @@ class ModelConfig:
     ``input_dim`` (continuous inputs, B×S×K, through a Linear).
 
     task_module: "none" | "task-norm" | "lora" | "mmoe" (docs/DESIGN.md, "Task modules"), sized by
-    ``norm_embed_dim`` (task-norm's task embedding width d_e), ``lora_rank`` (r) and ``num_experts`` (E).
+    ``norm_embed_dim`` (task-norm's task embedding width d_e), ``lora_rank`` (r; ``lora_ffn`` puts LoRA on the FFN too) and ``num_experts`` (E).
     branch_layers: joint mode only, K in 1..L: the last K blocks run per task stream, the first L − K
     once per example (None = L, every block per stream).
     """
@@ -64,6 +64,7 @@ class ModelConfig:
     num_experts: int = 2
     norm_embed_dim: int = 8
     branch_layers: int | None = None
+    lora_ffn: bool = False
 
     def __post_init__(self):
         self.tasks = [t if isinstance(t, TaskSpec) else TaskSpec(**t) for t in self.tasks]
@@ -97,6 +98,9 @@ class ModelConfig:
         self.seed = check_integer(self.seed, "seed", 0)
         if self.task_module not in TASK_MODULES:
             raise ValueError(f"task_module must be one of {TASK_MODULES}, got {self.task_module!r}")
+        if not isinstance(self.lora_ffn, bool) or (self.lora_ffn and self.task_module != "lora"):
+            raise ValueError(f"lora_ffn (LoRA on the FFN too) must be True or False, and True needs "
+                             f"task_module='lora'; got lora_ffn={self.lora_ffn!r} with task_module={self.task_module!r}")
         for name in ("lora_rank", "num_experts", "norm_embed_dim"):
             setattr(self, name, check_integer(getattr(self, name), name, 1))
         if self.branch_layers is not None:

@@ -71,7 +71,7 @@ class MultiTaskTransformer(Module):
             self.embedding = None
             self.input_proj = Linear(c.input_dim, c.d_model, rng, dtype=c.dtype)
         self.task_encoder = TaskEncoder(c.num_tasks, c.d_model, rng, hidden=c.task_hidden, dtype=c.dtype)
-        task = TaskOptions(c.task_module, c.num_tasks, c.lora_rank, c.num_experts, c.norm_embed_dim)
+        task = TaskOptions(c.task_module, c.num_tasks, c.lora_rank, c.num_experts, c.norm_embed_dim, c.lora_ffn)
         # in joint mode the trunk (first L − K blocks) runs once for every task: it has no task module
         self.encoder = Encoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, rng, c.dropout, c.norm_first,
                                c.activation, c.dtype, task, task_layers=c.num_layers - c.trunk_layers)

@@ -37,6 +37,8 @@ def test_what_each_architecture_adds_to_the_count():
 
     block = 8 * rows * d * d + 4 * b * n * n * d + 4 * rows * d * s["d_ff"]   # one block on B sequences
     assert flops(task_module="lora", lora_rank=2) - flops() == 3 * layers * 4 * 4 * rows * d * 2
+    assert flops(task_module="lora", lora_rank=2, lora_ffn=True) - flops(task_module="lora", lora_rank=2) == \
+        3 * layers * 2 * 2 * rows * 2 * (d + s["d_ff"])                    # x·A_t·B_t on D→F and F→D
     assert flops(task_module="mmoe", num_experts=3) - flops() == 3 * layers * (2 * 4 * rows * d * s["d_ff"]
                                                                                 + 2 * rows * d * 3)
     # joint: the K branch blocks run T times, the trunk once; K = L is the whole encoder per stream
@@ -46,7 +48,8 @@ def test_what_each_architecture_adds_to_the_count():
     assert flops(mode="joint") == flops(mode="joint", branch_layers=3)
 
 
-@pytest.mark.parametrize("changes", [{}, {"task_module": "lora"}, {"task_module": "task-norm"},
+@pytest.mark.parametrize("changes", [{}, {"task_module": "lora"}, {"task_module": "lora", "lora_ffn": True},
+                                     {"task_module": "task-norm"},
                                      {"task_module": "mmoe"}, {"mode": "joint", "branch_layers": 1}])
 def test_params_per_task_is_what_one_more_task_adds(changes):
     def model(tasks):

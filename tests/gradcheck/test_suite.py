@@ -59,6 +59,7 @@ def test_the_model_is_checked_in_both_modes_with_every_task_module_and_branching
     models = [r.name for r in rows if r.group == "model"]
     assert models[:2] == ["MultiTaskTransformer (conditioned)", "MultiTaskTransformer (joint)"]
     assert "MultiTaskTransformer (joint, branch layers 1)" in models
+    assert "MultiTaskTransformer (conditioned, task module lora, lora ffn True)" in models
     for module in ("task-norm", "lora", "mmoe"):
         for mode in ("conditioned", "joint"):
             assert f"MultiTaskTransformer ({mode}, task module {module})" in models
@@ -117,7 +118,7 @@ def test_a_planted_model_bug_fails_every_model_row(monkeypatch):
 
     monkeypatch.setattr(tinymtt.model, "weighted_sum_backward", halved)
     rows = run_checks(only="MultiTaskTransformer")
-    assert len(rows) == 10 and not any(r.passed for r in rows)
+    assert len(rows) == 11 and not any(r.passed for r in rows)
     assert all(r.worst > gradcheck.SURELY_WRONG for r in rows)
 
 

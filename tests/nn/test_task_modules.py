@@ -52,14 +52,43 @@ def test_mixture_of_experts_gradients(num_experts):
     check_layer(layer, layer.forward, {"x": randn(4, 5, D, seed=6), "tasks": TASKS}, name=f"MMoE(E={num_experts})")
 
 
-@pytest.mark.parametrize("module", ["task-norm", "lora", "mmoe"])
+def test_feed_forward_with_lora_gradients():
+    layer = randomize(FeedForward(D, 8, init_rng(0), dtype=F64, lora_rank=2, num_tasks=T), seed=21)
+    errors = check_layer(layer, layer.forward, {"x": randn(4, 5, D, seed=22), "tasks": TASKS}, name="FFN + LoRA")
+    assert {"lora.0.lora_a", "lora.1.lora_b"} <= set(errors)
+
+
+def test_feed_forward_with_lora_agrees_with_torch():
+    torch = torch_or_skip()
+    layer = randomize(FeedForward(D, 8, init_rng(0), dtype=F64, lora_rank=2, num_tasks=T), seed=23)
+    x = randn(4, 5, D, seed=24)
+    out = layer(x, TASKS)
+    dout = randn(*out.shape, seed=25)
+    dx = layer.backward(dout)
+    p = {k: to_torch(v) for k, v in layer.parameters().items()}
+    tx, index = to_torch(x), torch.tensor(host(TASKS))
+    hidden = torch.nn.functional.gelu(tx @ p["linear1.weight"] + p["linear1.bias"]
+                                      + tx @ p["lora.0.lora_a"][index] @ p["lora.0.lora_b"][index], approximate="tanh")
+    expected = (hidden @ p["linear2.weight"] + p["linear2.bias"]
+                + hidden @ p["lora.1.lora_a"][index] @ p["lora.1.lora_b"][index])
+    assert rel_error(host(out), expected.detach().numpy()) < 1e-12
+    grads = torch_grads(expected, dout, tx, *p.values())
+    assert rel_error(host(dx), grads[0]) < 1e-10
+    ours = layer.gradients()
+    for name, theirs in zip(p, grads[1:]):
+        assert rel_error(host(ours[name]), theirs) < 1e-10, name
+
+
+@pytest.mark.parametrize("module", ["task-norm", "lora", "lora-ffn", "mmoe"])
 @pytest.mark.parametrize("norm_first", [True, False])
 def test_blocks_with_a_task_module(module, norm_first):
-    task = TaskOptions(module, T, lora_rank=2, num_experts=2, norm_embed_dim=3)
+    lora_ffn = module == "lora-ffn"
+    module = "lora" if lora_ffn else module
+    task = TaskOptions(module, T, lora_rank=2, num_experts=2, norm_embed_dim=3, lora_ffn=lora_ffn)
     block = randomize(TransformerBlock(D, 2, 8, init_rng(0), norm_first=norm_first, dtype=F64, task=task), seed=7)
     mask = backend.to_device(np.arange(5)[None, :] < np.array([5, 3, 1, 4])[:, None])[:, None, None, :]
     check_layer(block, lambda x, tasks: block(x, mask=mask, tasks=tasks),
-                {"x": randn(4, 5, D, seed=8), "tasks": TASKS}, name=f"block {module} norm_first={norm_first}")
+                {"x": randn(4, 5, D, seed=8), "tasks": TASKS}, name=f"block {module} lora_ffn={lora_ffn} norm_first={norm_first}")
 
 
 # --- the torch oracle ---------------------------------------------------------------
@@ -154,3 +183,5 @@ def test_a_block_with_a_task_module_needs_the_tasks():
         block(randn(2, 3, D))
     with pytest.raises(ValueError, match="task_module must be one of"):
         TaskOptions("adapter", T)
+    with pytest.raises(ValueError, match="lora_ffn applies to task_module 'lora' only"):
+        TaskOptions("mmoe", T, lora_ffn=True)

@@ -69,6 +69,8 @@ def _block_flops(c: ModelConfig, sequences, seq_len, task_module) -> int:
     flops += ffn
     if task_module == "lora":
         flops += 4 * (2 * rows * d * c.lora_rank + 2 * rows * c.lora_rank * d)   # x·A_t, then ·B_t, 4 projections
+        if c.lora_ffn:                                                     # D→F and F→D
+            flops += 2 * (2 * rows * d * c.lora_rank + 2 * rows * c.lora_rank * c.d_ff)
     if task_module == "task-norm":
         flops += 2 * 2 * (2 * sequences * c.norm_embed_dim * d)            # 2 norms × (e·W_γ, e·W_β), per sequence
     return flops

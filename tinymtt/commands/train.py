@@ -94,7 +94,7 @@ FIXED_ON_RESUME = {"data": ("data", "name"), "tasks": ("data", "tasks"), "exampl
                    "mode": ("model", "mode"), "d_model": ("model", "d_model"), "heads": ("model", "num_heads"),
                    "layers": ("model", "num_layers"), "d_ff": ("model", "d_ff"), "dropout": ("model", "dropout"),
                    "task_hidden": ("model", "task_hidden"), "seed": ("model", "seed"),
-                   "task_module": ("model", "task_module"), "lora_rank": ("model", "lora_rank"),
+                   "task_module": ("model", "task_module"), "lora_rank": ("model", "lora_rank"), "lora_ffn": ("model", "lora_ffn"),
                    "experts": ("model", "num_experts"), "branch_layers": ("model", "branch_layers"),
                    "batch_size": ("train", "batch_size"), "weights": ("train", "weights"),
                    "strategy": ("train", "strategy"), "strategy_option": ("train", "strategy_options"),
@@ -124,6 +124,8 @@ def add_train_arguments(train):
                             "(LayerNorm γ, β from a task embedding), lora (per-task low-rank updates of the attention "
                             "projections), mmoe (shared expert FFNs, a per-task gate); default none")
     train.add_argument("--lora-rank", type=positive(int), default=None, help="rank r of --task-module lora (default 4)")
+    train.add_argument("--lora-ffn", action="store_true", default=None,
+                       help="with --task-module lora: the FFN's two linears get per-task updates too")
     train.add_argument("--experts", type=positive(int), default=None, help="experts E of --task-module mmoe (default 2)")
     train.add_argument("--branch-layers", type=positive(int), default=None,
                        help="joint mode: only the last K blocks run per task stream, the first L-K once per example "
@@ -203,7 +205,7 @@ def check_task_options(args):
         if args.branch_layers > args.layers:
             raise UsageError(f"tinymtt train: --branch-layers must lie in 1..--layers ({args.layers}), "
                              f"got {args.branch_layers}")
-    for option, module in (("lora_rank", "lora"), ("experts", "mmoe")):
+    for option, module in (("lora_rank", "lora"), ("lora_ffn", "lora"), ("experts", "mmoe")):
         if getattr(args, option) is not None and args.task_module != module:
             raise UsageError(f"tinymtt train: --{option.replace('_', '-')} applies to --task-module {module} only, "
                              f"got --task-module {args.task_module}")
@@ -260,7 +262,8 @@ def run_train(args) -> int:
                                    num_layers=args.layers, d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout,
                                    mode=args.mode, task_hidden=args.task_hidden, seed=args.seed,
                                    task_module=args.task_module, lora_rank=args.lora_rank or 4,
-                                   num_experts=args.experts or 2, branch_layers=args.branch_layers)
+                                   num_experts=args.experts or 2, branch_layers=args.branch_layers,
+                                   lora_ffn=bool(args.lora_ffn))
         train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weights=args.weights,
                                    strategy=args.strategy, strategy_options=dict(args.strategy_option or []) or None,
                                    sampling=args.sampling, seed=args.seed, warmup_steps=min(100, args.steps // 10),

@@ -233,8 +233,8 @@ def _layer_cases(seed):
         return case(randomized(lambda: nn.make_head(kind, D, 3, init(), dtype=F64)), {"h": draw.normal(2, 4, D)},
                     with_loss(targets))
 
-    def block(norm_first, module="none"):
-        task = nn.TaskOptions(module, T, lora_rank=2, num_experts=2, norm_embed_dim=3)
+    def block(norm_first, module="none", lora_ffn=False):
+        task = nn.TaskOptions(module, T, lora_rank=2, num_experts=2, norm_embed_dim=3, lora_ffn=lora_ffn)
         build = randomized(lambda: nn.TransformerBlock(D, H, F, init(), norm_first=norm_first, dtype=F64, task=task))
         if module == "none":
             return case(build, {"x": draw.normal(2, 4, D)}, masked)
@@ -272,6 +272,7 @@ def _layer_cases(seed):
         ("MixtureOfExperts", case(randomized(experts), {"x": draw.normal(3, 4, D), "tasks": mixed_tasks})),
         ("TransformerBlock (task-norm)", block(True, "task-norm")),
         ("TransformerBlock (lora)", block(True, "lora")),
+        ("TransformerBlock (lora with FFN, post-LN)", block(False, "lora", lora_ffn=True)),
         ("TransformerBlock (mmoe, post-LN)", block(False, "mmoe")),
         ("TokenClassificationHead + loss", head("token", draw.ints(3, 2, 4))),
         ("SequenceClassificationHead + loss", head("sequence", draw.ints(3, 2))),
@@ -280,7 +281,8 @@ def _layer_cases(seed):
 
 
 MODEL_CASES = [("conditioned", {}), ("joint", {}), ("joint", {"branch_layers": 1}),
-               ("joint", {"branch_layers": 1, "task_module": "lora"})] + [
+               ("joint", {"branch_layers": 1, "task_module": "lora"}),
+               ("conditioned", {"task_module": "lora", "lora_ffn": True})] + [
     (mode, {"task_module": module}) for module in ("task-norm", "lora", "mmoe") for mode in ("conditioned", "joint")]
 
 

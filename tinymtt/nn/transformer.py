@@ -13,7 +13,7 @@ gradient passes straight through *and* through f, and the two are added.
 
 A block can hold a task module (tinymtt.nn.task_modules): "task-norm" makes
 LN1 and LN2 task-conditioned, "lora" adds per-task low-rank updates to the
-attention's four projections, "mmoe" replaces the FFN by E experts and a
+attention's four projections (and, with ``lora_ffn``, to the FFN's two linears), "mmoe" replaces the FFN by E experts and a
 per-task gate. Such a block needs ``tasks`` (N,) in forward.
 """
 
@@ -23,34 +23,54 @@ from ..validation import check_positive_integer
 from .basic import Dropout, LayerNorm, Linear, activation
 from .attention import MultiHeadAttention
 from .module import Module
-from .task_modules import TASK_MODULES, MixtureOfExperts, TaskLayerNorm
+from .task_modules import TASK_MODULES, MixtureOfExperts, TaskLayerNorm, TaskLoRA
 
 
 class FeedForward(Module):
-    """Position-wise FFN: Linear(D→F), activation, Linear(F→D)."""
+    """Position-wise FFN: Linear(D→F), activation, Linear(F→D).
 
-    def __init__(self, d_model, d_ff, rng, activation_name="gelu", dtype="float32"):
+    With ``lora_rank`` r (the "lora" task module with ``lora_ffn``) both linears get a
+    per-task low-rank update x·A_t·B_t (TaskLoRA), and forward needs ``tasks`` (N,).
+    """
+
+    def __init__(self, d_model, d_ff, rng, activation_name="gelu", dtype="float32", lora_rank=None, num_tasks=None):
         super().__init__()
         self.linear1 = Linear(d_model, d_ff, rng, dtype=dtype)
         self.activation = activation(activation_name)
         self.linear2 = Linear(d_ff, d_model, rng, dtype=dtype)
+        self.lora = None
+        if lora_rank:
+            self.lora = [TaskLoRA(d_model, d_ff, num_tasks, lora_rank, rng, dtype),
+                         TaskLoRA(d_ff, d_model, num_tasks, lora_rank, rng, dtype)]
 
-    def forward(self, x):
-        out = self.linear2(self.activation(self.linear1(x)))
+    def forward(self, x, tasks=None):
+        if self.lora is None:
+            out = self.linear2(self.activation(self.linear1(x)))
+        else:
+            if tasks is None:
+                raise ValueError("FeedForward with LoRA needs tasks (N,): the task of each example")
+            hidden = self.activation(self.linear1(x) + self.lora[0](x, tasks))
+            out = self.linear2(hidden) + self.lora[1](hidden, tasks)
         self.keep(True)   # the sub-layers keep the values; this makes backward-before-forward name FeedForward
         return out
 
     def backward(self, dout):
         self.saved()
-        return self.linear1.backward(self.activation.backward(self.linear2.backward(dout)))
+        if self.lora is None:
+            return self.linear1.backward(self.activation.backward(self.linear2.backward(dout)))
+        dhidden = self.activation.backward(self.linear2.backward(dout) + self.lora[1].backward(dout))
+        return self.linear1.backward(dhidden) + self.lora[0].backward(dhidden)
 
 
 class TaskOptions:
     """What a block's task module needs: which one, the number of tasks and its sizes."""
 
-    def __init__(self, module="none", num_tasks=1, lora_rank=4, num_experts=2, norm_embed_dim=8):
+    def __init__(self, module="none", num_tasks=1, lora_rank=4, num_experts=2, norm_embed_dim=8, lora_ffn=False):
         if module not in TASK_MODULES:
             raise ValueError(f"task_module must be one of {TASK_MODULES}, got {module!r}")
+        if lora_ffn and module != "lora":
+            raise ValueError(f"lora_ffn applies to task_module 'lora' only, got task_module {module!r}")
+        self.lora_ffn = bool(lora_ffn)
         self.module, self.num_tasks = module, check_positive_integer(num_tasks, "num_tasks")
         self.lora_rank = check_positive_integer(lora_rank, "lora_rank")
         self.num_experts = check_positive_integer(num_experts, "num_experts")
@@ -86,8 +106,11 @@ class TransformerBlock(Module):
         if task.module == "mmoe":
             experts = [FeedForward(d_model, d_ff, rng, activation_name, dtype=dtype) for _ in range(task.num_experts)]
             self.ffn = MixtureOfExperts(experts, d_model, task.num_tasks, dtype=dtype)
+        elif task.lora_ffn:
+            self.ffn = FeedForward(d_model, d_ff, rng, activation_name, dtype=dtype, **lora)
         else:
             self.ffn = FeedForward(d_model, d_ff, rng, activation_name, dtype=dtype)
+        self.ffn_tasks = task.module == "mmoe" or task.lora_ffn   # whether the FFN reads the task ids
         self.dropout2 = Dropout(dropout, seed=int(rng.integers(2 ** 62)))
 
     def forward(self, x, mask=None, tasks=None):
@@ -100,7 +123,7 @@ class TransformerBlock(Module):
             return layer(h, tasks) if uses == "task-norm" else layer(h)
 
         def ffn(h):
-            return self.ffn(h, tasks) if uses == "mmoe" else self.ffn(h)
+            return self.ffn(h, tasks) if self.ffn_tasks else self.ffn(h)
 
         attn_tasks = tasks if uses == "lora" else None
         if self.norm_first:
