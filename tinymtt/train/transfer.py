@@ -53,7 +53,7 @@ class TransferConfig:
     budgets: list = field(default_factory=lambda: [100, 300, 1000, 3000, 17000])
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     mode: str = "conditioned"
-    steps: int = 1000
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
     d_model: int = 64
@@ -83,10 +83,10 @@ def load_splits(config: TransferConfig, seed: int):
     return data.split((1.0 - TEST_FRACTION, TEST_FRACTION), seed=seed)
 
 
-def budget_sets(train, config: TransferConfig, budget: int, seed: int):
+def budget_sets(train, main: str, budget: int, seed: int):
     """(single-task training set, multi-task training set) of one budget and seed (module docstring, 2-4)."""
-    limited = limit_labels(train, config.main, budget, seed=seed)
-    return labelled(limited, config.main), task_balanced(limited, config.main)
+    limited = limit_labels(train, main, budget, seed=seed)
+    return labelled(limited, main), task_balanced(limited, main)
 
 
 def train_and_score(train_set, test_set, config: TransferConfig, seed: int, batch_size: int) -> float:
@@ -130,7 +130,7 @@ def sweep(config: TransferConfig, log=None) -> dict:
         common = numpy.bincount(train.targets[config.main]).argmax()
         majority.append(float(numpy.mean(test.targets[config.main] == common)))
         for budget in config.budgets:
-            single_set, multi_set = budget_sets(train, config, budget, seed)
+            single_set, multi_set = budget_sets(train, config.main, budget, seed)
             single[budget].append(train_and_score(single_set, test, config, seed,
                                                   max(config.batch_size // num_tasks, 1)))
             multi[budget].append(train_and_score(multi_set, test, config, seed, config.batch_size))
