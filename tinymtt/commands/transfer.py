@@ -28,17 +28,25 @@ QUICK = {"budgets": [100, 1000], "seeds": [0, 1], "steps": 150, "d_model": 32, "
          "num_layers": 1, "num_examples": 4000}
 
 
+def steps_value(text):
+    """An argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def budget_value(text):
     """An argparse type: a positive integer, or 'all' (every training example)."""
     if text == "all":
         return text
     try:
-        value = int(text)
-    except ValueError:
+        return steps_value(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
-    return value
 
 
 def seed_value(text):
@@ -63,7 +71,7 @@ def add_arguments(parser):
                         help="distinct seeds (default 0 1 2; --quick: 0 1)")
     parser.add_argument("--mode", choices=["conditioned", "joint"], default="conditioned",
                         help="the multi-task model's mode (default conditioned; joint costs about T times more)")
-    parser.add_argument("--steps", type=budget_value, default=None,
+    parser.add_argument("--steps", type=steps_value, default=None,
                         help="training steps per run (default 1500; --quick 150)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test of a few seconds a run: 2 seeds, budgets 100 and 1000, 150 steps, "
@@ -102,8 +110,6 @@ def make_config(args) -> TransferConfig:
             setattr(config, key, QUICK[key])
     if len(set(config.seeds)) != len(config.seeds):
         raise UsageError(f"tinymtt transfer: --seeds expected distinct seeds, got {' '.join(map(str, config.seeds))}")
-    if config.steps == "all":
-        raise UsageError("tinymtt transfer: --steps expected a positive integer, got 'all'")
     return config
 
 

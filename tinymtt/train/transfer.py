@@ -39,7 +39,7 @@ from ..data import load_dataset
 from ..data.budget import labelled, limit_labels, task_balanced
 from ..metrics import evaluate
 from ..model import MultiTaskTransformer
-from .trainer import Trainer, TrainConfig
+from .trainer import TrainConfig, Trainer
 
 # the main task and its auxiliaries, per data set
 PRESETS = {"words": {"main": "stress", "auxiliaries": ["syllables", "hyphen"]},
