@@ -34,6 +34,6 @@ def plot_transfer(results: dict, path) -> Path:
         axes.set(xlabel=f"{results['main']} labels in training (the auxiliaries keep all theirs)",
                  ylabel=f"{results['main']} test accuracy",
                  title=f"{config['data']}: {results['main']} + {', '.join(results['auxiliaries'])}, "
-                       f"{len(config['seeds'])} seeds × {config['steps']} steps")
+                       f"{len(config['seeds'])} seeds × {config['steps']} steps\n(mean over the seeds; band: ± one std)")
         axes.legend()
         return save(figure, path)
