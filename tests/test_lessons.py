@@ -17,7 +17,7 @@ pytest.importorskip("ipykernel", reason="the lesson tests need the test extra: p
 from tinymtt.commands.exercises import make_student_copy  # noqa: E402
 from tinymtt.exercises import BEGIN  # noqa: E402
 
-from helpers import missing_lesson_extra  # noqa: E402
+from helpers import missing_lesson_extra
 
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))

@@ -24,7 +24,7 @@ from nbgrader.api import Gradebook  # noqa: E402
 
 from tinymtt.commands.exercises import make_student_copy  # noqa: E402
 
-from helpers import missing_lesson_extra  # noqa: E402
+from helpers import missing_lesson_extra
 
 ROOT = Path(__file__).resolve().parents[1]
 # a lesson whose extra is not installed cannot run here: it is left out of the course (tests/test_lessons.py
