@@ -9,6 +9,8 @@
     tinymtt compare                every balancing strategy on the same tasks and seeds
     tinymtt figures                regenerate the figures (seeded)
     tinymtt exercises OUT_DIR      student copies of the lessons (solutions replaced by stubs)
+    tinymtt export RUN OUT.safetensors    the model under torch.nn names, for PyTorch (interop/)
+    tinymtt import MODEL.safetensors RUN  back into a run folder
 
 Every command is parsed and run the same way; bad options, bad values and
 missing files give one clear line and exit code 2, a training that cannot go
@@ -29,9 +31,9 @@ def commands() -> list:
 
     Imported here, not at the top: the commands load NumPy, and ``main`` first sets the BLAS thread count.
     """
-    from .commands import bench, compare, doctor, exercises, figures, gradcheck, train
+    from .commands import bench, compare, doctor, exercises, figures, gradcheck, interop, train
     return [train.TRAIN, train.EVAL, train.DEMO, gradcheck.COMMAND, bench.COMMAND, doctor.COMMAND,
-            compare.COMMAND, figures.COMMAND, exercises.COMMAND]
+            compare.COMMAND, figures.COMMAND, exercises.COMMAND, interop.EXPORT, interop.IMPORT]
 
 
 def build_parser(listed) -> ArgumentParser:
