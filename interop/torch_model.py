@@ -360,7 +360,7 @@ def load(path, device="cpu"):
     safetensors = _safetensors_torch()
     with safetensors.safe_open(str(path), framework="pt", device=str(device)) as handle:
         meta = handle.metadata() or {}
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (a safe_open handle)
     if meta.get("format") != FORMAT_NAME or int(meta.get("version", "0")) > FORMAT_VERSION:
         raise ValueError(f"{path} is not a tinymtt export (format {meta.get('format')!r}, "
                          f"version {meta.get('version')!r})")

@@ -38,10 +38,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))     # torch_model.py beside this file
-import torch_model  # noqa: E402
+import torch_model
 
-from tinymtt.commands.runs import data_splits  # noqa: E402
-from tinymtt.data import BatchIterator  # noqa: E402
+from tinymtt.commands.runs import data_splits
+from tinymtt.data import BatchIterator
 
 
 def parse(argv):
@@ -61,8 +61,7 @@ def batches(dataset, batch_size, mode, seed):
     """tinymtt batches of this rank's shard, epoch after epoch, as torch tensors."""
     epoch = 0
     while True:
-        for batch in BatchIterator(dataset, batch_size, mode, seed=seed * 1000 + epoch):
-            yield batch
+        yield from BatchIterator(dataset, batch_size, mode, seed=seed * 1000 + epoch)
         epoch += 1
 
 
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if cuda else torch.device("cpu")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     try:

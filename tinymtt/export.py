@@ -197,8 +197,8 @@ def read(path) -> tuple:
     try:
         with safetensors.safe_open(str(path), framework="numpy") as handle:
             meta = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as error:   # safetensors raises its own SafetensorError (and others) for a broken file
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError) as error:   # a broken or foreign file
         raise CheckpointError(f"{path} is not a readable safetensors file ({type(error).__name__}: {error})") from None
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not a tinymtt export: its metadata format is {meta.get('format')!r}, "
@@ -213,9 +213,10 @@ def read(path) -> tuple:
         config = ModelConfig.from_dict(json.loads(meta.get("config", "")))
         run = json.loads(meta.get("run", "{}"))
         if not isinstance(run, dict):
-            raise ValueError(f"the run description must be a JSON object, got {type(run).__name__}")
+            raise TypeError(f"the run description must be a JSON object, got {type(run).__name__}")
     except (TypeError, ValueError) as error:   # json.JSONDecodeError is a ValueError
-        raise CheckpointError(f"{path}: the model config in its metadata is invalid ({error})") from None
+        raise CheckpointError(f"{path}: the model config or run description in its metadata is invalid "
+                              f"({error})") from None
     return tensors, config, run
 
 
