@@ -11,7 +11,7 @@ from tinymtt.commands import doctor
 from tinymtt.commands.doctor import DoctorRow, diagnose, doctor_exit_code, format_report
 
 NAMES = ["Python", "NumPy", "backend", "CuPy / GPU", "matplotlib", "Jupyter", "tqdm", "scikit-learn", "torch",
-         "pytest"]
+         "safetensors", "pytest"]
 
 
 def row(rows, name):
@@ -43,6 +43,7 @@ def test_the_backend_row_names_the_backend(monkeypatch):
     ("ipykernel", "Jupyter", "pip install 'tinymtt[lessons]'"),
     ("tqdm", "tqdm", "pip install tqdm"),
     ("sklearn", "scikit-learn", "pip install 'tinymtt[digits]'"),
+    ("safetensors", "safetensors", "pip install 'tinymtt[interop]'"),
     ("torch", "torch", "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
     ("cupy", "CuPy / GPU", "pip install 'tinymtt[gpu]' (CUDA 12) or pip install cupy-cuda13x (CUDA 13)"),
 ])
