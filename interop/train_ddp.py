@@ -14,8 +14,10 @@ is cut into one shard per rank (rank r takes rows r, r + N, r + 2N, ...), and
 each rank draws its batches of ``--batch-size`` / N rows from its shard with
 tinymtt's BatchIterator (seeded by the rank). The loss is tinymtt's: Σ_τ w_τ L_τ
 with the run's fixed task weights (1 by default); the optimizer is AdamW
-with the run's learning rate and weight decay (``--lr`` to change it), gradient
-clipping to the run's norm, and no schedule.
+with the run's weight decay and gradient clipping, and tinymtt's schedule: a linear
+warm-up over the first 10 % of the steps (at most 100) to the run's peak learning rate
+(``--lr`` to change it), then a cosine decay to its minimum (the optimizer's moments start
+from zero again, so the warm-up matters).
 
 Rank 0 prints one JSON line per logged step ({"step", "loss"}: the mean over the
 ranks) and at the end {"replicas_identical", "max_difference"}: every rank's
@@ -42,6 +44,7 @@ import torch_model
 
 from tinymtt.commands.runs import data_splits
 from tinymtt.data import BatchIterator
+from tinymtt.optim import WarmupCosine
 
 
 def parse(argv):
@@ -94,6 +97,8 @@ def main(argv=None) -> int:
         optimizer = torch.optim.AdamW(ddp.parameters(), lr=args.lr or train_args.get("lr", 3e-3),
                                       weight_decay=train_args.get("weight_decay", 0.01))
         clip = train_args.get("clip_norm", 1.0)
+        schedule = WarmupCosine(args.lr or train_args.get("lr", 3e-3), warmup_steps=min(100, args.steps // 10),
+                                total_steps=args.steps, min_lr=train_args.get("min_lr", 1e-4))
         stream = batches(shard, batch_size, config.mode, args.seed * world + rank)
         ddp.train()
         for step in range(1, args.steps + 1):
@@ -101,6 +106,8 @@ def main(argv=None) -> int:
             outputs = ddp(batch["inputs"], batch["mask"], batch.get("task_ids"))
             losses, _ = torch_model.task_losses(ddp, outputs, batch)
             loss = sum(w * value for w, value in zip(weights, losses.values()))
+            for group in optimizer.param_groups:
+                group["lr"] = schedule(step)
             optimizer.zero_grad()
             loss.backward()                                  # DDP averages the gradients over the ranks here
             if clip:
