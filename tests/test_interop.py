@@ -147,6 +147,24 @@ def test_the_standard_block_is_a_transformer_encoder_layer_with_tinymtts_dropout
     assert not isinstance(layer.activation, nn.GELU)   # an nn.GELU module sends the fast path to erf GELU
 
 
+def test_the_encoder_loads_into_torchs_own_transformer_encoder():
+    """The names encoder.layers.i.* and encoder.norm.* are nn.TransformerEncoder's: it loads them and agrees."""
+    torch_model = interop_or_skip()
+    import torch
+    from torch import nn
+    model = build("float64")
+    copy = torch_copy(model).eval()
+    encoder = nn.TransformerEncoder(torch_model.standard_block(model.config), num_layers=2,
+                                    norm=nn.LayerNorm(8, eps=1e-5), enable_nested_tensor=False).double().eval()
+    prefix = "encoder."
+    encoder.load_state_dict({name[len(prefix):]: value for name, value in copy.state_dict().items()
+                             if name.startswith(prefix)}, strict=True)
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2, [True] + [False] * 4])
+    expected = copy.encoder.run(x, mask, None, 0, 2)
+    assert torch.allclose(encoder(x, src_key_padding_mask=~mask), expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_round_trip_through_torch_is_bit_exact(variant, tmp_path):
     torch_model = interop_or_skip()
