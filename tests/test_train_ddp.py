@@ -31,7 +31,7 @@ def test_two_processes_keep_identical_replicas_and_the_loss_falls(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                            str(INTEROP / "train_ddp.py"), str(exported), str(trained), "--steps", "40",
                            "--log-every", "5", "--lr", "0.01", "--batch-size", "32"],
-                          capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     losses = [line["loss"] for line in lines if "loss" in line]
