@@ -1,5 +1,9 @@
 """Helpers the tests share: seeded inputs on the current backend, the torch oracle."""
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,3 +60,19 @@ def missing_lesson_extra(stem):
     if not missing:
         return None
     return f"lesson {stem} needs the {extra} extra ({', '.join(missing)} missing): pip install -e '.[{extra}]'"
+
+
+INTEROP = Path(__file__).resolve().parents[1] / "interop"
+
+
+def interop_or_skip():
+    """interop/torch_model.py as a module, or skip the test when torch or safetensors is absent."""
+    torch_or_skip()
+    pytest.importorskip("safetensors", reason="safetensors reads and writes the exports: pip install "
+                                              "'tinymtt[interop]' (or pip install safetensors)")
+    if "tinymtt_torch_model" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("tinymtt_torch_model", INTEROP / "torch_model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["tinymtt_torch_model"] = module
+    return sys.modules["tinymtt_torch_model"]

