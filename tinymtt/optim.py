@@ -27,7 +27,14 @@ import math
 import numpy
 
 from .backend import array_module, blockwise, to_float
-from .validation import ShapeError, check_array, check_integer, check_number, check_same_module, describe
+from .validation import (
+    ShapeError,
+    check_array,
+    check_integer,
+    check_number,
+    check_same_module,
+    describe,
+)
 
 
 def _plain(value):

@@ -10,9 +10,14 @@ from tinymtt.config import ModelConfig
 from tinymtt.data import MultiTaskDataset, make_batch, make_sequence_suite
 from tinymtt.model import MultiTaskTransformer
 from tinymtt.mtl import shared_parameter_names, task_gradients
-from tinymtt.mtl.affinity import first_order_affinity, jsonable_affinity, lookahead_affinity, mean_affinity
+from tinymtt.mtl.affinity import (
+    first_order_affinity,
+    jsonable_affinity,
+    lookahead_affinity,
+    mean_affinity,
+)
 from tinymtt.optim import SGD, AdamW
-from tinymtt.train import Trainer, TrainConfig
+from tinymtt.train import TrainConfig, Trainer
 
 
 def tiny(mode="conditioned", dtype="float64", dropout=0.0):

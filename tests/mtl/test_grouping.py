@@ -5,7 +5,12 @@ import itertools
 import numpy as np
 import pytest
 
-from tinymtt.mtl.grouping import affinity_group_value, best_partitions, groupings, partitions
+from tinymtt.mtl.grouping import (
+    affinity_group_value,
+    best_partitions,
+    groupings,
+    partitions,
+)
 
 BELL = [1, 1, 2, 5, 15, 52, 203, 877, 4140]
 
