@@ -29,9 +29,9 @@ def commands() -> list:
 
     Imported here, not at the top: the commands load NumPy, and ``main`` first sets the BLAS thread count.
     """
-    from .commands import bench, compare, doctor, exercises, figures, gradcheck, train
+    from .commands import bench, compare, doctor, exercises, figures, gradcheck, groups, train
     return [train.TRAIN, train.EVAL, train.DEMO, gradcheck.COMMAND, bench.COMMAND, doctor.COMMAND,
-            compare.COMMAND, figures.COMMAND, exercises.COMMAND]
+            compare.COMMAND, groups.COMMAND, figures.COMMAND, exercises.COMMAND]
 
 
 def build_parser(listed) -> ArgumentParser:
