@@ -221,8 +221,8 @@ def _matrix_table(title, names, matrix, fmt="+.4f"):
 
 def format_report(results) -> str:
     names, c = results["tasks"], results["config"]
-    parts = [f"{results['data']} ({', '.join(names)}), {c['mode']} mode, {c['seeds']} seed(s) x {c['steps']} steps, "
-             f"d_model {c['d_model']}; {results['seconds']:.0f} s",
+    parts = [(f"{results['data']} ({', '.join(names)}), {c['mode']} mode, {c['seeds']} seed(s) x {c['steps']} "
+              f"steps, d_model {c['d_model']}; {results['seconds']:.0f} s"),
              _matrix_table("lookahead affinity Z(i -> j), mean over training and seeds (> 0: a step for i helps j)",
                            names, results["affinity"]),
              _matrix_table("task-gradient cosine, mean over training and seeds", names, results["cosine"], "+.3f")]
