@@ -15,7 +15,8 @@ def plot_groups(results: dict, out_path):
     """Lookahead affinity, gradient cosine, task attention (and, validated, the measured gains); the path or None.
 
     results: the JSON of ``tinymtt groups`` (nested lists, None for not measured). Every map reads
-    row i → column j: what task i does for task j (the attention map is turned to read that way too).
+    row i → column j: what task i does for task j (the attention map is turned to read that way too,
+    and shown less 1/T, since its rows sum to 1). The diagonals are left blank: they pair no two tasks.
     """
     plt = pyplot()
     if plt is None:
@@ -23,12 +24,15 @@ def plot_groups(results: dict, out_path):
     names = results["tasks"]
     panels = [("lookahead affinity Z(i → j)", _matrix(results["affinity"]), ".3f"),
               ("gradient cosine", _matrix(results["cosine"]), "+.2f")]
-    if results.get("attention") is not None:
-        panels.append(("task attention: j reads i", _matrix(results["attention"]).T, ".2f"))
+    if results.get("attention") is not None:       # rows sum to 1: shown as the excess over uniform, 1/T
+        attention = _matrix(results["attention"]).T - 1.0 / len(names)
+        panels.append(("task attention: j reads i (− 1/T)", attention, "+.3f"))
     if results.get("validation"):
         panels.append(("measured gain of j beside i (%)", _matrix(results["validation"]["pairwise_gain"]), "+.1f"))
     figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), constrained_layout=True)
     for axis, (title, matrix, fmt) in zip(numpy.atleast_1d(axes), panels):
+        matrix = matrix.copy()
+        numpy.fill_diagonal(matrix, numpy.nan)        # a task and itself: not a pairing question
         limit = float(numpy.nanmax(numpy.abs(matrix))) if numpy.isfinite(matrix).any() else 1.0
         axis.imshow(matrix, vmin=-limit, vmax=limit, cmap="RdBu")
         for i in range(len(names)):
