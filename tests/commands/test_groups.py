@@ -65,3 +65,15 @@ def test_bad_options_are_one_line_and_exit_2(capsys, argv, words):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
+
+
+def test_train_log_affinity_every_n_steps(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--steps", "30", "--d-model", "16", "--examples", "400", "--log-affinity",
+                 "--log-every", "10", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    logged = [line for line in lines if "affinity" in line]
+    assert [line["step"] for line in logged] == [10, 20, 30]
+    assert np.array(logged[0]["affinity"], dtype=float).shape == (4, 4)
+    assert (out / "affinity.png").exists()

@@ -95,7 +95,7 @@ FIXED_ON_RESUME = {"data": ("data", "name"), "tasks": ("data", "tasks"), "exampl
                    "strategy": ("train", "strategy"), "strategy_option": ("train", "strategy_options"),
                    "sampling": ("train", "sampling")}
 RESUME_HELP = ("continue the run in --out from its checkpoint. --steps N continues to step N, --lr sets the peak "
-               "learning rate, --log-conflict, --log-affinity, --backend and --no-progress apply; the learning-rate schedule "
+               "learning rate, --log-every, --log-conflict, --log-affinity, --backend and --no-progress apply; the learning-rate schedule "
                "(warmup, then cosine to 1e-4) is re-planned for the new --steps, so the steps still to come get "
                "the learning rate a run of N steps from the start would have had. Options that define the run "
                "(data, tasks, examples, mode, model sizes, dropout, seed, batch size, weights, strategy, sampling) "
@@ -134,6 +134,8 @@ def add_train_arguments(train):
                        help="start a new run in a --out that holds one: its run files are deleted first")
     train.add_argument("--log-conflict", action="store_true",
                        help="log task-gradient cosines at each logged step and plot conflict.png (T extra backward passes)")
+    train.add_argument("--log-every", type=positive(int), default=None,
+                       help="write a history line (and measure --log-conflict, --log-affinity) every N steps (default 25)")
     train.add_argument("--log-affinity", action="store_true",
                        help="log the lookahead task affinity (TAG) at each logged step and plot affinity.png "
                             "(T extra backward and T + 1 forward passes)")
@@ -175,11 +177,13 @@ def resumed_configs(args, document):
         changes.update(steps=args.steps, eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1))
     if args.lr is not None and args.lr != train_config.lr:
         changes["lr"] = args.lr
+    if args.log_every is not None and args.log_every != train_config.log_every:
+        changes["log_every"] = args.log_every
     for flag in ("log_conflict", "log_affinity"):
         if getattr(args, flag) and not getattr(train_config, flag):
             changes[flag] = True
     applied = [f"resume: {key} {getattr(train_config, key)} -> {changes[key]}"
-               for key in ("steps", "lr", "log_conflict", "log_affinity") if key in changes]
+               for key in ("steps", "lr", "log_every", "log_conflict", "log_affinity") if key in changes]
     return model_config, dataclasses.replace(train_config, **changes), data_args, applied
 
 
@@ -236,7 +240,8 @@ def run_train(args) -> int:
                                    strategy=args.strategy, strategy_options=dict(args.strategy_option or []) or None,
                                    sampling=args.sampling, seed=args.seed, warmup_steps=min(100, args.steps // 10),
                                    eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1),
-                                   log_conflict=args.log_conflict, log_affinity=args.log_affinity)
+                                   log_conflict=args.log_conflict, log_affinity=args.log_affinity,
+                                   log_every=args.log_every or 25)
     model = MultiTaskTransformer(model_config)
     trainer = Trainer(model, train_set, val_set, train_config, out_dir=out, progress=not args.no_progress)
     if not args.resume:
