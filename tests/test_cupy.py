@@ -237,3 +237,23 @@ def test_attention_with_padding_and_causal_mask_parity():
     q, k, v = (normal(2, 1, seq_len, 4, seed=50 + i) for i in range(3))
     mask = ops.padding_mask(np.array([5, 3]), seq_len) & ops.causal_mask(seq_len, xp=np)
     assert_parity((ops.attention_forward, ops.attention_backward, (q, k, v, mask), {}))
+
+
+# ---------------------------------------------------------------- the multi-task strategies on a GPU
+
+@pytest.mark.parametrize("name", ["pcgrad", "mgda", "cagrad", "dbmtl", "imtl", "nashmtl", "alignedmtl", "gradvac"])
+def test_gradient_strategies_on_the_device(cupy, name):
+    """The same combine on CuPy rows as on NumPy rows: the same update (and state), on the device."""
+    from tinymtt.mtl import make_strategy
+
+    grads = normal(3, 40, seed=5) + normal(40, seed=6)
+    losses, counted = [0.5, 1.5, 2.0], [True, True, True]
+    results = []
+    for rows in (grads, to_device(grads)):
+        strategy = make_strategy(name, 3, **({"shuffle": False} if name in ("pcgrad", "gradvac") else {}))
+        weights = strategy.task_weights(losses, counted)
+        for _ in range(2):                                     # twice: the EMAs and targets are used again
+            update = strategy.combine(rows * backend.array_module(rows).asarray(weights[:, None]), losses, counted)
+        results.append(update)
+    assert is_cupy_array(results[1]) and not is_cupy_array(results[0])
+    assert rel_error(results[0], to_numpy(results[1])) <= PARITY

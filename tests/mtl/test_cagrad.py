@@ -11,6 +11,7 @@ from tinymtt import backend
 from tinymtt.gradcheck import rel_error
 from tinymtt.mtl import cagrad, cagrad_weights, mgda, pcgrad
 from tinymtt.mtl.cagrad import _line_minimum, cagrad_dual
+from tinymtt.mtl.mgda import min_norm_weights
 
 from helpers import host
 from simplex_grid import simplex_grid
@@ -138,3 +139,22 @@ def test_cancelling_gradients_give_the_mean():
 def test_bad_options_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         cagrad(backend.to_device(np.eye(2)), **kwargs)
+
+
+@pytest.mark.parametrize("c", [1.0, 1.5, 3.0])
+def test_pareto_stationary_with_a_large_ball_gives_no_step(c):
+    """Issue 16: 5 tasks on 3 parameters, 0 in the hull. For c ≥ 1, d = 0 is in the ball and optimal (gain 0);
+    the old code returned a d with min_i g_i·d = −0.05 at c = 1.5 (a step that raises a task's loss)."""
+    grads = np.random.default_rng(0).standard_normal((5, 3))
+    gram = grads @ grads.T
+    alpha = min_norm_weights(gram, iterations=100000)
+    assert alpha @ gram @ alpha <= 1e-15 * gram.max()              # 0 is in the convex hull (MGDA's d is 0)
+    d = host(cagrad(backend.to_device(grads), c=c))
+    assert (grads @ d).min() >= 0.0 and np.array_equal(d, np.zeros(3))
+
+
+def test_a_large_ball_away_from_stationarity_still_moves():
+    grads = gradients(5, 3, 1)                                      # shared part: 0 is not in the hull
+    for c in (1.0, 1.5):
+        d = host(cagrad(backend.to_device(grads), c=c))
+        assert (grads @ d).min() > 0.0

@@ -88,3 +88,42 @@ def test_single_task_and_iterations():
         mgda(grads, iterations=0)
     with pytest.raises(ValueError, match="grads holds NaN"):
         mgda(backend.to_device(np.array([[np.inf, 0.0], [1.0, 1.0]])))
+
+
+def frank_wolfe_gap(gram, alpha):
+    """∇f·α − min_i ∇f_i with ∇f = 2Kα: ≥ f(α) − min f, 0 exactly at the optimum."""
+    gradient = 2.0 * gram @ alpha
+    return float(gradient @ alpha - gradient.min())
+
+
+def test_the_default_reaches_the_promised_gap():
+    """Issue 16: with at most 100 iterations this 5-task problem stopped at a gap of 3.4e-8·max‖g‖²."""
+    grads = np.random.default_rng(23).standard_normal((5, 10))
+    gram = grads @ grads.T
+    scale = gram.diagonal().max()
+    assert frank_wolfe_gap(gram, min_norm_weights(gram, iterations=100)) > 1e-9 * scale     # the old cap
+    alpha = host(mgda_weights(backend.to_device(grads)))
+    assert frank_wolfe_gap(gram, alpha) <= 1e-12 * scale                                     # the default
+
+
+def test_gradient_normalisations():
+    from tinymtt.mtl import make_strategy, mgda_coefficients
+    grads = gradients(3, 6, 2)
+    gram, losses = grads @ grads.T, np.array([0.5, 2.0, 4.0])
+    norms = np.sqrt(gram.diagonal())
+    assert np.array_equal(mgda_coefficients(gram, losses, "none"), min_norm_weights(gram))
+    for name, scale in [("l2", norms), ("loss", losses), ("loss+", losses * norms)]:
+        # the min-norm point of the rescaled gradients g_i / n_i, returned as their combination
+        rescaled = grads / scale[:, None]
+        expected = min_norm_weights(rescaled @ rescaled.T) @ rescaled
+        assert rel_error(mgda_coefficients(gram, losses, name) @ grads, expected) <= 1e-12, name
+    # "loss": a loss and its gradient times 10 change nothing (∇log(10 L) = ∇log L)
+    factor = np.array([10.0, 1.0, 1.0])
+    scaled = grads * factor[:, None]
+    assert rel_error(mgda_coefficients(scaled @ scaled.T, losses * factor, "loss") @ scaled,
+                     mgda_coefficients(gram, losses, "loss") @ grads) <= 1e-12
+    strategy = make_strategy("mgda", 3, normalization="l2")
+    assert rel_error(strategy.combine(backend.to_device(grads), losses, [True] * 3),
+                     mgda_coefficients(gram, losses, "l2") @ grads) <= 1e-12
+    with pytest.raises(ValueError, match=r"normalization must be one of \('none', 'l2', 'loss', 'loss\+'\), got 'L2'"):
+        make_strategy("mgda", 2, normalization="L2")

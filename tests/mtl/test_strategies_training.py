@@ -18,7 +18,7 @@ from tinymtt.train import TrainConfig, Trainer, read_history
 
 from helpers import host
 
-LOSS_METHODS = ("fixed", "uncertainty", "dwa")
+LOSS_METHODS = ("fixed", "uncertainty", "dwa", "rlw", "famo")
 
 
 A, B = np.array([1.0, 0.0, 0.5]), np.array([-1.0, 1.0, 0.0])
@@ -42,6 +42,8 @@ def toy_run(name, steps=6, lr=0.1, **options):
         rows = backend.to_device(weights[:, None] * grads)
         update = host(strategy.combine(rows, losses, counted)) if strategy.needs_task_gradients else weights @ grads
         theta = theta - lr * update
+        if strategy.needs_losses_after_step:                 # FAMO: the losses at the moved θ
+            strategy.losses_after_step(toy_losses_and_gradients(theta)[0], counted)
         strategy.after_step(losses, counted)
     return theta
 
@@ -101,7 +103,9 @@ def test_every_strategy_trains_in_both_modes(tmp_path, mode, strategy):
 
 # the split falls inside a DWA window; cagrad (stateless) checks the gradient path alone
 @pytest.mark.parametrize("strategy, options", [("uncertainty", None), ("dwa", {"window": 2}),
-                                               ("gradnorm", {"alpha": 1.0}), ("pcgrad", None), ("cagrad", None)])
+                                               ("gradnorm", {"alpha": 1.0}), ("pcgrad", None), ("cagrad", None),
+                                               ("rlw", None), ("dbmtl", None), ("imtl", None), ("famo", None),
+                                               ("nashmtl", None), ("gradvac", None)])
 def test_resume_is_exact_with_a_strategy(tmp_path, strategy, options):
     straight = trainer("conditioned", strategy, tmp_path / "straight", steps=7, options=options, dropout=0.1)
     straight.fit()
@@ -149,6 +153,9 @@ def test_cli_strategy_options(tmp_path, capsys, no_plot):
         (["--strategy", "pcgrad", "--strategy-option", "alpha=1"], "strategy 'pcgrad' has no option alpha"),
         (["--strategy", "cagrad", "--strategy-option", "c=-1"], "c must be a finite number"),
         (["--strategy", "dwa", "--strategy-option", "window"], "expected key=value"),
+        (["--strategy", "imtl", "--strategy-option", "variant=both"], "variant must be one of ('hybrid', 'loss', "
+                                                                       "'gradient'), got 'both'"),
+        (["--strategy", "mgda", "--strategy-option", "normalization=l1"], "normalization must be one of"),
         (["--strategy", "mgda", "--weights", "sort=2"], "weights are the fixed strategy's"),
         (["--strategy", "sgd"], "invalid choice: 'sgd'"),
     ]:
@@ -160,7 +167,8 @@ def test_cli_strategy_options(tmp_path, capsys, no_plot):
 
 
 def test_make_strategy_names_and_options():
-    assert STRATEGIES == ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda", "cagrad")
+    assert STRATEGIES == ("fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda", "cagrad", "rlw", "dbmtl",
+                          "imtl", "famo", "nashmtl", "alignedmtl", "gradvac")
     for name in STRATEGIES:
         strategy = make_strategy(name, 3)
         assert strategy.name == name and strategy.needs_task_gradients == (name not in LOSS_METHODS)

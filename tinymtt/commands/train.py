@@ -121,8 +121,9 @@ def add_train_arguments(train):
     train.add_argument("--strategy", choices=STRATEGIES, default=None,
                        help="how the task losses or gradients are combined (tinymtt.mtl); default: fixed")
     train.add_argument("--strategy-option", type=key_value, action="append", default=None, metavar="KEY=VALUE",
-                       help="an option of the strategy, e.g. alpha=1.5 (gradnorm), c=0.4 (cagrad), window=20 (dwa); "
-                            "repeat for several")
+                       help="an option of the strategy, e.g. alpha=1.5 (gradnorm), c=0.4 (cagrad), window=20 (dwa), "
+                            "normalization=l2 (mgda), variant=loss (imtl), beta=0.5 (dbmtl, gradvac), lr=0.025 "
+                            "(famo); repeat for several")
     train.add_argument("--sampling", choices=["uniform", "proportional", "temperature"], default=None,
                        help="default uniform")
     train.add_argument("--seed", type=int, default=None, help="default 0")

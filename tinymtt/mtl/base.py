@@ -11,20 +11,24 @@ A training step with a strategy (tinymtt.train.Trainer.train_step):
     optimizer step
     strategy.after_step(losses, counted)                       the strategy updates its own state
 
-Loss methods only set the weights (``fixed``, ``uncertainty``, ``dwa``).
-Gradient methods (``needs_task_gradients``) see the per-task gradients of
-the shared parameters: ``pcgrad``, ``mgda`` and ``cagrad`` combine them
-(``GradientCombination`` below); ``gradnorm`` measures each task's gradient
-norm on the last shared layer, and then sums them. Heads are task-specific:
-each always gets its own task's gradient (times w_i).
+Loss methods only set the weights (``fixed``, ``uncertainty``, ``dwa``,
+``rlw``, ``famo``, and ``imtl`` with variant=loss). Gradient methods
+(``needs_task_gradients``) see the per-task gradients of the shared
+parameters: ``pcgrad``, ``mgda``, ``cagrad``, ``imtl``, ``nashmtl``,
+``alignedmtl`` and ``gradvac`` combine them (``GradientCombination`` below);
+``dbmtl`` combines moving averages of them; ``gradnorm`` measures each task's
+gradient norm on the last shared layer, and then sums them. Heads are
+task-specific: each always gets its own task's gradient (times w_i).
+A strategy with ``needs_losses_after_step`` (FAMO) also gets the same batch's
+losses once the parameters have moved (one more forward pass).
 
 ``losses`` and ``counted`` are dicts in the model's task order (as
 ``model.loss`` gives them) or sequences of T values. A task not counted in a
 batch has no loss there: its weight is 0 and it takes no part in any update
 of the strategy's state -- never a zero loss.
 
-Strategy parameters (uncertainty's s_i, GradNorm's w_i) are host float64
-arrays of T numbers, updated by the strategy itself in ``after_step``;
+Strategy parameters (uncertainty's s_i, GradNorm's w_i, IMTL's s_i, FAMO's
+logits) are host float64 arrays of T numbers, updated by the strategy itself in ``after_step``;
 ``state_dict()`` holds them (plain numbers and host arrays) for an exact resume.
 
 Every method is one file of this package, read top to bottom: the derivation
@@ -71,6 +75,7 @@ class Strategy:
 
     name = ""
     needs_task_gradients = False
+    needs_losses_after_step = False   # FAMO: the trainer passes the same batch's losses after the step
     options = {}                 # option name -> default (make_strategy checks the names)
 
     def __init__(self, num_tasks, *, kinds=None):
@@ -101,6 +106,13 @@ class Strategy:
         """The shared-parameter update (P,) from G (T, P), row i = ∇(w_i L_i): here their sum."""
         return task_grads.sum(axis=0)
 
+    def losses_after_step(self, losses, counted):
+        """With ``needs_losses_after_step``: the same batch's losses once the parameters have moved.
+
+        The trainer calls it after the optimizer step and before ``after_step``
+        (one more forward pass, no backward pass).
+        """
+
     def after_step(self, losses, counted):
         """Update the strategy's own state once the model's optimizer has stepped."""
 
@@ -127,15 +139,16 @@ class GradientCombination(Strategy):
 
     needs_task_gradients = True
 
-    def solve(self, gram):
-        """Coefficients (k,) for the k counted tasks, from their Gram matrix (k, k)."""
+    def solve(self, gram, losses):
+        """Coefficients (k,) for the k counted tasks, from their Gram matrix (k, k) and their losses (k,)."""
         raise NotImplementedError
 
     def combine(self, task_grads, losses, counted):
-        _, counted = self.vectors(losses, counted)
+        losses, counted = self.vectors(losses, counted)
         used = numpy.flatnonzero(counted)
         coefficients = numpy.zeros(self.num_tasks)
         if used.size:
-            coefficients[used] = self.solve(gram_matrix(task_grads, "task_grads")[numpy.ix_(used, used)])
+            coefficients[used] = self.solve(gram_matrix(task_grads, "task_grads")[numpy.ix_(used, used)],
+                                            losses[used])
         self.last_weights = coefficients
         return combine_rows(coefficients, task_grads)

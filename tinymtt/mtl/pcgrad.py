@@ -103,7 +103,7 @@ class PCGrad(GradientCombination):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         self.shuffle, self.calls = bool(shuffle), 0
 
-    def solve(self, gram):
+    def solve(self, gram, losses=None):
         rng = numpy.random.default_rng([self.seed, self.calls]) if self.shuffle else None
         self.calls += 1
         return pcgrad_matrix(gram, rng).sum(axis=0)

@@ -6,17 +6,26 @@ with a ``name`` and its ``options``), then add its class to CLASSES below.
 
 from __future__ import annotations
 
+from .alignedmtl import AlignedMTL
 from .cagrad import CAGrad
+from .dbmtl import DualBalancing
 from .dwa import DynamicWeightAverage
+from .famo import FAMO
 from .fixed import Fixed
 from .gradnorm import GradNorm
+from .gradvac import GradVac
+from .imtl import IMTL
 from .mgda import MGDA
+from .nashmtl import NashMTL
 from .pcgrad import PCGrad
+from .rlw import RandomLossWeighting
 from .uncertainty import Uncertainty
 
-CLASSES = (Fixed, Uncertainty, DynamicWeightAverage, GradNorm, PCGrad, MGDA, CAGrad)   # the order of --help
+CLASSES = (Fixed, Uncertainty, DynamicWeightAverage, GradNorm, PCGrad, MGDA, CAGrad,        # the order of --help
+           RandomLossWeighting, DualBalancing, IMTL, FAMO, NashMTL, AlignedMTL, GradVac)
 _BY_NAME = {cls.name: cls for cls in CLASSES}
-STRATEGIES = tuple(_BY_NAME)          # fixed, uncertainty, dwa, gradnorm, pcgrad, mgda, cagrad
+STRATEGIES = tuple(_BY_NAME)          # fixed, uncertainty, dwa, gradnorm, pcgrad, mgda, cagrad, rlw, dbmtl, imtl,
+#                                       famo, nashmtl, alignedmtl, gradvac
 
 
 def strategy_class(name):

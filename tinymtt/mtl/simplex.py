@@ -28,9 +28,14 @@ Sener & Koltun's Algorithm 2 takes toward steps only. Those zigzag when the
 optimum lies inside a face of Δ: on random problems with 4 to 10 tasks the gap
 after 100 iterations is still up to ~5e-3·max‖g_i‖². The away step
 (Lacoste-Julien & Jaggi, NeurIPS 2015) takes weight off a vertex that should
-not be used and converges linearly here: the same kind of problems (T ≤ 10,
-P from 50 to 2000) reach a gap of 1e-12·max‖g_i‖² in 25 to 90 iterations.
-The loop stops there, or after ``iterations``.
+not be used and converges linearly, but the rate depends on the geometry.
+Measured on 200 random Gaussian problems each (iterations to a gap of
+1e-12·max‖g_i‖²): with P ≥ 10T (T = 4 to 10) at most 75 to 100; with P close
+to T (T = 5, P = 10) a median of 59 but up to 441; with P < T (T = 5, P = 3
+or 4: 0 may lie in the hull, or close to it) a median of 60, one problem in
+ten over 250 and a few over 10 000. So the loop stops on the gap, and the
+cap ``iterations`` is only a guard: MGDA's default is 1000 (100 stopped at
+gaps up to 3e-9·max‖g_i‖² on 5-task problems, weights off by ~3e-4).
 """
 
 from __future__ import annotations

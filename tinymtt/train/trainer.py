@@ -6,14 +6,15 @@ One step, written out:
     result          = model.loss(batch)                  one loss per task, and which tasks counted
     w               = strategy.task_weights({L_τ})       (T,), 0 for a task with no target in the batch
     loss methods:   model.backward(dlosses=w)            every ∂L/∂θ of L = Σ_τ w_τ L_τ
-    gradient methods (PCGrad, MGDA, CAGrad, GradNorm):
+    gradient methods (PCGrad, MGDA, CAGrad, GradNorm, DB-MTL, IMTL, Nash-MTL, Aligned-MTL, GradVac):
                     G = task_gradients(model)            (T, P): one backward pass per task
                     shared gradient ← strategy.combine(G)
     callbacks       after_backward(trainer, step)        (tinymtt.train.callbacks)
     clip            g ← g · min(1, max_norm / ‖g‖)
     lr              = warmup + cosine schedule(step)
     AdamW           θ ← θ − lr·(m̂/(√v̂ + ε) + λθ)
-    strategy.after_step({L_τ})                           uncertainty, DWA, GradNorm update their state
+    FAMO only:      strategy.losses_after_step(model.loss(batch))   the same batch, the moved parameters
+    strategy.after_step({L_τ})                           uncertainty, DWA, GradNorm, ... update their state
     callbacks       after_step(trainer, step)
 
 A run folder (``out_dir``) holds everything a person or a resume needs:
@@ -194,6 +195,10 @@ class Trainer:
                                 f"loss is finite {values}; lower the learning rate (--lr)")
         self.optimizer.lr = self.schedule(number)
         self.optimizer.step(model.gradients())
+        if strategy.needs_losses_after_step:                # FAMO: how far the step moved each loss
+            again = model.loss(batch)
+            strategy.losses_after_step({name: backend.to_float(loss) for name, loss in again.losses.items()},
+                                       again.counted)
         strategy.after_step(values, result.counted)
         self.step = number
         step.loss = sum(w * value for w, value in zip(weights.tolist(), values.values()))
