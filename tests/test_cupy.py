@@ -165,6 +165,8 @@ def _cases():
          (normal(4, 3, seed=28), normal(4, 3, seed=29), rng(30).random((4, 3)) < 0.6), {}),
         ("weighted_sum", ops.weighted_sum_forward, ops.weighted_sum_backward,
          (np.abs(normal(3, seed=31)), np.abs(normal(3, seed=32))), {}),
+        ("task_linear", ops.task_linear_forward, ops.task_linear_backward,      # task 1 repeated: the scatter-add
+         (normal(3, 2, 4, seed=33), normal(3, 4, 5, seed=34), np.array([1, 0, 1]), normal(3, 5, seed=35)), {}),
     ]
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .nn.heads import KINDS
+from .nn.task_modules import TASK_MODULES
 from .validation import check_integer, check_positive_integer, check_probability
 
 MODES = ("conditioned", "joint")
@@ -35,6 +36,11 @@ class ModelConfig:
 
     Give exactly one of ``vocab_size`` (token inputs, B×S ids) and
     ``input_dim`` (continuous inputs, B×S×K, through a Linear).
+
+    task_module: "none" | "task-norm" | "lora" | "mmoe" (docs/DESIGN.md, "Task modules"), sized by
+    ``norm_embed_dim`` (task-norm's task embedding width d_e), ``lora_rank`` (r; ``lora_ffn`` puts LoRA on the FFN too) and ``num_experts`` (E).
+    branch_layers: joint mode only, K in 1..L: the last K blocks run per task stream, the first L − K
+    once per example (None = L, every block per stream).
     """
     tasks: list = field(default_factory=list)
     vocab_size: int | None = None
@@ -53,6 +59,12 @@ class ModelConfig:
     causal: bool = False
     seed: int = 0
     dtype: str = "float32"
+    task_module: str = "none"
+    lora_rank: int = 4
+    num_experts: int = 2
+    norm_embed_dim: int = 8
+    branch_layers: int | None = None
+    lora_ffn: bool = False
 
     def __post_init__(self):
         self.tasks = [t if isinstance(t, TaskSpec) else TaskSpec(**t) for t in self.tasks]
@@ -84,6 +96,26 @@ class ModelConfig:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         self.seed = check_integer(self.seed, "seed", 0)
+        if self.task_module not in TASK_MODULES:
+            raise ValueError(f"task_module must be one of {TASK_MODULES}, got {self.task_module!r}")
+        if not isinstance(self.lora_ffn, bool) or (self.lora_ffn and self.task_module != "lora"):
+            raise ValueError(f"lora_ffn (LoRA on the FFN too) must be True or False, and True needs "
+                             f"task_module='lora'; got lora_ffn={self.lora_ffn!r} with task_module={self.task_module!r}")
+        for name in ("lora_rank", "num_experts", "norm_embed_dim"):
+            setattr(self, name, check_integer(getattr(self, name), name, 1))
+        if self.branch_layers is not None:
+            if self.mode != "joint":
+                raise ValueError(f"branch_layers applies to joint mode only (conditioned mode has no task streams), "
+                                 f"got branch_layers={self.branch_layers!r} with mode={self.mode!r}")
+            branch = check_integer(self.branch_layers, "branch_layers", 1)
+            if branch > self.num_layers:
+                raise ValueError(f"branch_layers must lie in 1..num_layers={self.num_layers}, got {branch}")
+            self.branch_layers = branch
+
+    @property
+    def trunk_layers(self) -> int:
+        """Blocks that run once per example: L − K in joint mode with branch_layers K, else 0."""
+        return self.num_layers - self.branch_layers if self.branch_layers is not None else 0
 
     @property
     def num_tasks(self) -> int:

@@ -4,9 +4,10 @@ In short, for token inputs x (B, S):
 
     e      = E[x]·√D + P[:S]                                  (B, S, D)
     conditioned:  h0 = e + Tf[task_b]   (one task id per example)
-    joint:        h0_τ = e + Tf[τ] for every task τ           (B, T, S, D) -> (B·T, S, D)
-    h      = Encoder(h0, padding mask)
-    joint:        h = TaskAttention(h)                         streams mix across tasks
+                  h = Encoder(h0, padding mask, task ids)      (task modules read the ids)
+    joint:        z = the first L − K blocks on e              (B, S, D), once per example (K = branch_layers)
+                  h0_τ = z + Tf[τ] for every task τ            (B, T, S, D) -> (B·T, S, D)
+                  h = the last K blocks on h0 (stream b·T + τ has task τ), then TaskAttention(h)
     y_τ    = Head_τ(h or h_τ);  L_τ = loss_τ(y_τ, targets_τ)  (examples without a target masked)
     L      = Σ_τ w_τ L_τ
 
@@ -33,7 +34,7 @@ from typing import NamedTuple
 
 from . import backend
 from .config import ModelConfig, TaskSpec  # noqa: F401  (re-exported)
-from .nn import Embedding, Encoder, Linear, Module, TaskAttention, TaskEncoder, make_head
+from .nn import Embedding, Encoder, Linear, Module, TaskAttention, TaskEncoder, TaskOptions, make_head
 from .ops import causal_mask, padding_mask, positional_encoding, weighted_sum_backward, weighted_sum_forward
 from .validation import ShapeError, check_array, check_finite, check_index_range, check_shape
 
@@ -70,8 +71,10 @@ class MultiTaskTransformer(Module):
             self.embedding = None
             self.input_proj = Linear(c.input_dim, c.d_model, rng, dtype=c.dtype)
         self.task_encoder = TaskEncoder(c.num_tasks, c.d_model, rng, hidden=c.task_hidden, dtype=c.dtype)
+        task = TaskOptions(c.task_module, c.num_tasks, c.lora_rank, c.num_experts, c.norm_embed_dim, c.lora_ffn)
+        # in joint mode the trunk (first L − K blocks) runs once for every task: it has no task module
         self.encoder = Encoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, rng, c.dropout, c.norm_first,
-                               c.activation, c.dtype)
+                               c.activation, c.dtype, task, task_layers=c.num_layers - c.trunk_layers)
         self.task_attention = (TaskAttention(c.d_model, c.num_heads, c.num_tasks, rng, c.task_attention_gate,
                                              c.dropout, c.dtype) if c.mode == "joint" else None)
         self.heads = [make_head(t.kind, c.d_model, t.num_outputs, rng, c.dtype) for t in c.tasks]
@@ -154,15 +157,20 @@ class MultiTaskTransformer(Module):
         embedded = self._embed(inputs)                                          # (B, S, D)
         if c.mode == "conditioned":
             features = self.task_encoder(task_ids)                              # (B, D)
-            hidden = self.encoder(embedded + features[:, None, :], attend)      # (B, S, D)
+            hidden = self.encoder(embedded + features[:, None, :], attend,      # (B, S, D)
+                                  task_ids if c.task_module != "none" else None)
             outputs = {t.name: head.forward(hidden, mask) for t, head in zip(c.tasks, self.heads)}
         else:
-            tasks = c.num_tasks
+            tasks, trunk = c.num_tasks, c.trunk_layers
+            if trunk:                                                           # shared trunk, once per example
+                embedded = self.encoder.forward_blocks(embedded, attend, 0, trunk)
             features = self.task_encoder(xp.arange(tasks))                      # (T, D)
             streams = embedded[:, None, :, :] + features[None, :, None, :]      # (B, T, S, D)
             stream_mask = xp.broadcast_to(attend[:, None], (size, tasks) + attend.shape[1:])
-            hidden = self.encoder(streams.reshape(size * tasks, seq_len, c.d_model),
-                                  stream_mask.reshape((size * tasks,) + attend.shape[1:]))
+            stream_tasks = xp.tile(xp.arange(tasks), size) if c.task_module != "none" else None   # row b·T + τ: τ
+            hidden = self.encoder.forward_blocks(streams.reshape(size * tasks, seq_len, c.d_model),
+                                                 stream_mask.reshape((size * tasks,) + attend.shape[1:]),
+                                                 trunk, c.num_layers, stream_tasks)
             hidden = self.task_attention(hidden.reshape(size, tasks, seq_len, c.d_model))
             outputs = {t.name: head.forward(hidden[:, i], mask) for i, (t, head) in enumerate(zip(c.tasks, self.heads))}
         self.keep(_Saved(size, seq_len, mask, task_ids))
@@ -245,12 +253,32 @@ class MultiTaskTransformer(Module):
         else:
             dstreams = xp.stack([head.backward(dlosses[i]) for i, head in enumerate(self.heads)], axis=1)
             dhidden = self.task_attention.backward(dstreams)
-            dstreams0 = self.encoder.backward(dhidden.reshape(size * c.num_tasks, seq_len, c.d_model))
+            dstreams0 = self.encoder.backward_blocks(dhidden.reshape(size * c.num_tasks, seq_len, c.d_model),
+                                                     c.trunk_layers, c.num_layers)
             dstreams0 = dstreams0.reshape(size, c.num_tasks, seq_len, c.d_model)
             self.task_encoder.backward(dstreams0.sum(axis=(0, 2)))             # Tf[τ] feeds stream τ everywhere
-            dembedded = dstreams0.sum(axis=1)                                  # e feeds every stream
+            dembedded = dstreams0.sum(axis=1)           # the trunk's output feeds every stream: sum over τ
+            if c.trunk_layers:
+                dembedded = self.encoder.backward_blocks(dembedded, 0, c.trunk_layers)
         if self.embedding is not None:
             self.embedding.backward(dembedded * math.sqrt(c.d_model))
         else:
             self.input_proj.backward(dembedded)
         return dweights
+
+    # -- what the task modules learned ------------------------------------------------
+    def gate_affinity(self, batch) -> list:
+        """With ``task_module="mmoe"``: the T×E gate matrix of every mixture-of-experts block on ``batch``
+        (eval mode): row t = task t's mean gate probabilities over its real positions. One more learned
+        view of task affinity: tasks with similar rows share experts.
+        """
+        c = self.config
+        if c.task_module != "mmoe":
+            raise ValueError(f"gate_affinity needs task_module='mmoe', the model has {c.task_module!r}")
+        with self.evaluating():
+            self.forward(batch)
+        mask = self.saved().mask
+        xp = backend.array_module(mask)
+        if c.mode == "joint":   # stream b·T + τ has example b's mask
+            mask = xp.repeat(mask, c.num_tasks, axis=0)
+        return [block.ffn.affinity(mask) for block in self.encoder.blocks if block.task_module == "mmoe"]

@@ -55,10 +55,15 @@ def test_every_layer_of_tinymtt_nn_has_a_row(rows):
         assert name in layer_rows
 
 
-def test_the_model_is_checked_in_both_modes(rows):
-    models = [r for r in rows if r.group == "model"]
-    assert [r.name for r in models] == ["MultiTaskTransformer (conditioned)", "MultiTaskTransformer (joint)"]
-    assert all(r.tolerance == gradcheck.MODEL_TOLERANCE for r in models)
+def test_the_model_is_checked_in_both_modes_with_every_task_module_and_branching(rows):
+    models = [r.name for r in rows if r.group == "model"]
+    assert models[:2] == ["MultiTaskTransformer (conditioned)", "MultiTaskTransformer (joint)"]
+    assert "MultiTaskTransformer (joint, branch layers 1)" in models
+    assert "MultiTaskTransformer (conditioned, task module lora, lora ffn True)" in models
+    for module in ("task-norm", "lora", "mmoe"):
+        for mode in ("conditioned", "joint"):
+            assert f"MultiTaskTransformer ({mode}, task module {module})" in models
+    assert all(r.tolerance == gradcheck.MODEL_TOLERANCE for r in rows if r.group == "model")
 
 
 def test_the_whole_run_takes_seconds(rows):
@@ -104,7 +109,7 @@ def test_a_planted_layer_bug_fails_the_layer_row(monkeypatch):
     assert "gamma" in rows["LayerNorm"].detail                 # the coordinate check names the parameter
 
 
-def test_a_planted_model_bug_fails_both_model_rows(monkeypatch):
+def test_a_planted_model_bug_fails_every_model_row(monkeypatch):
     real = tinymtt.model.weighted_sum_backward
 
     def halved(dout, cache):
@@ -113,7 +118,7 @@ def test_a_planted_model_bug_fails_both_model_rows(monkeypatch):
 
     monkeypatch.setattr(tinymtt.model, "weighted_sum_backward", halved)
     rows = run_checks(only="MultiTaskTransformer")
-    assert len(rows) == 2 and not any(r.passed for r in rows)
+    assert len(rows) == 11 and not any(r.passed for r in rows)
     assert all(r.worst > gradcheck.SURELY_WRONG for r in rows)
 
 

@@ -1,5 +1,8 @@
 """tinymtt compare: every multi-task strategy on the same tasks and seeds, against single-task baselines.
 
+(``--architectures`` compares ways of sharing instead -- conditioned, joint, late
+branching, task modules -- with their price: tinymtt.commands.architectures.)
+
 For each seed s and each strategy m, one model (seed s, batch order s) trains
 ``steps`` steps on the same training set; then every task t is trained alone
 (the single-task baseline b, same steps, batch size and seeds). On the test
@@ -55,25 +58,18 @@ import numpy
 
 from .. import backend
 from ..config import ModelConfig
-from ..data import CONFLICT_TASKS, load_dataset, make_batch
+from ..data import CONFLICT_TASKS, make_batch
 from ..metrics import evaluate
 from ..model import MultiTaskTransformer
 from ..mtl import STRATEGIES
+from ..plots.canvas import figure_class
+from ..plots.costs import plot_architectures
 from ..train import ConflictProbe, StepTimer, Trainer, TrainConfig
 from .common import Command, UsageError, limit_blas_threads, text_table, writable_file
+from .architectures import ARCHITECTURES, compare_architectures, format_architectures
+from .scoring import DATA, PRIMARY, load_splits, relative_gain  # noqa: F401  (relative_gain re-exported)
 
-# the one metric per task kind, and whether lower is better (l_t)
-PRIMARY = {"token": ("token_accuracy", False), "sequence": ("accuracy", False), "regression": ("mse", True)}
-DATA = ("sequences", "digits", "conflict")
 CONFLICT_D_MODEL = 8                           # the conflict preset's default width (module docstring)
-
-
-def relative_gain(multi: dict, base: dict, lower_is_better: dict) -> float:
-    """Δ_m in percent: (1/T) Σ_t (−1)^{l_t} (M_m,t − M_b,t) / M_b,t · 100, over the tasks of ``base``."""
-    if any(base[t] == 0 for t in base):          # a relative change from 0 is undefined
-        return float("nan")
-    terms = [(-1.0 if lower_is_better[t] else 1.0) * (multi[t] - base[t]) / base[t] for t in base]
-    return 100.0 * sum(terms) / len(terms)
 
 
 @dataclass
@@ -96,17 +92,7 @@ class CompareConfig:
     probe_every: int = 40                      # conflict probe every this many steps (0: never; CLI: steps // 10)
 
 
-def load_splits(config: CompareConfig):
-    """(train, test) of the chosen data set and tasks (data seed 0 for every run)."""
-    if config.data == "digits":
-        data = load_dataset("digits", seed=0)
-        data = data.select_tasks(config.tasks) if config.tasks else data
-    else:                                      # generated: sequences, conflict
-        data = load_dataset(config.data, num_examples=config.examples, seed=0, tasks=config.tasks)
-    return data.split((0.8, 0.2), seed=0)
-
-
-def _probe_batch(dataset, mode, per_task=64):
+def probe_batch(dataset, mode, per_task=64):
     """The first ``per_task`` examples of each task (conditioned) or of the set (joint)."""
     if mode == "joint":
         return make_batch(dataset, numpy.arange(min(per_task, len(dataset))), "joint")
@@ -134,7 +120,7 @@ def train_one(train_set, test_set, strategy: str, seed: int, config: CompareConf
                                warmup_steps=config.steps // 10, strategy=strategy, seed=seed, log_every=config.steps)
     timer, probe = StepTimer(), None
     if config.probe_every > 0 and model.config.num_tasks > 1:
-        probe = ConflictProbe(_probe_batch(train_set, config.mode), config.probe_every, model.config.task_names)
+        probe = ConflictProbe(probe_batch(train_set, config.mode), config.probe_every, model.config.task_names)
     Trainer(model, train_set, None, train_config, progress=False, callbacks=[timer] + ([probe] if probe else [])).fit()
     metrics = evaluate(model, test_set)
     primary = {t.name: metrics[t.name][PRIMARY[t.kind][0]] for t in model.config.tasks}
@@ -288,7 +274,11 @@ def add_arguments(parser):
                         help="built-in data set, or 'conflict': tasks built to conflict (max vs min by default)")
     parser.add_argument("--tasks", default=None, help="comma-separated subset of the data set's tasks "
                         f"(conflict: from {','.join(CONFLICT_TASKS)})")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
+    parser.add_argument("--strategies", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--architectures", action="store_true",
+                        help="compare ways of sharing instead of strategies: conditioned, joint, joint with one "
+                             "branch layer, task-norm, lora, mmoe, single-task (tinymtt.commands.architectures); "
+                             "each row gives parameters, FLOPs and ms per step")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--steps", type=int, default=400, help="training steps per run (default 400)")
     parser.add_argument("--examples", type=int, default=5000,
@@ -298,19 +288,33 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     parser.add_argument("--d-model", type=int, default=None,
                         help="model width (default 32; 8 for --data conflict: the tasks must share a small encoder)")
-    parser.add_argument("--layers", type=int, default=1, help="encoder layers (default 1)")
-    parser.add_argument("--mode", choices=["conditioned", "joint"], default="conditioned")
+    parser.add_argument("--layers", type=int, default=None, help="encoder layers (default 1; 2 with --architectures)")
+    parser.add_argument("--mode", choices=["conditioned", "joint"], default=None, help="default conditioned")
     parser.add_argument("--no-baselines", action="store_true", help="skip the single-task runs (no Δ%%)")
     parser.add_argument("--probe-every", type=int, default=None, help="conflict probe period in steps (default steps / 10; 0: off)")
-    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 seeds × 12 steps, tiny model")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 seeds × 12 steps, tiny model (--architectures: 2 seeds × 150 steps, "
+                        "d_model 16, under a minute)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--out", default=None, help="also write the JSON results to this file")
+    parser.add_argument("--figure", default=None,
+                        help="with --architectures: also draw each task's metric against FLOPs per step (PNG)")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default=None)
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1, see tinymtt.commands.compare)")
     return parser
 
 
 def _config(args) -> CompareConfig:
+    if args.architectures:
+        given = [name for name, value in (("--strategies", args.strategies), ("--mode", args.mode),
+                                          ("--no-baselines", args.no_baselines or None),
+                                          ("--probe-every", args.probe_every)) if value is not None]
+        if given:
+            raise UsageError(f"tinymtt compare --architectures: {given[0]} does not apply (every architecture "
+                             f"sets its own mode, trains with the fixed strategy and has single-task baselines)")
+    args.strategies = ",".join(STRATEGIES) if args.strategies is None else args.strategies
+    args.mode = args.mode or "conditioned"
+    if args.layers is None:
+        args.layers = 2 if args.architectures else 1
     if args.d_model is None:
         args.d_model = CONFLICT_D_MODEL if args.data == "conflict" else 32
     for name in ("seeds", "steps", "examples", "batch_size", "d_model", "layers", "threads"):
@@ -323,7 +327,10 @@ def _config(args) -> CompareConfig:
                            strategies=strategies, seeds=args.seeds, steps=args.steps, examples=args.examples,
                            batch_size=args.batch_size, lr=args.lr, d_model=args.d_model, num_layers=args.layers,
                            d_ff=2 * args.d_model, mode=args.mode, baselines=not args.no_baselines)
-    if args.quick:
+    if args.quick and args.architectures:   # a short run that still trains: about a minute
+        config.seeds, config.steps, config.examples = min(args.seeds, 2), 150, 1000
+        config.d_model, config.d_ff, config.batch_size = 16, 32, 32
+    elif args.quick:
         config.seeds, config.steps, config.examples = min(args.seeds, 2), 12, 400
         config.d_model, config.d_ff, config.batch_size = 16, 32, 16
     if args.probe_every is not None and args.probe_every < 0:
@@ -337,15 +344,22 @@ def run(args) -> int:
     config = _config(args)
     if args.out:
         writable_file(args.out, "--out")      # found now, not after all the training
+    if args.figure:
+        if not args.architectures:
+            raise UsageError("tinymtt compare: --figure applies to --architectures only")
+        writable_file(args.figure, "--figure")
+        figure_class()                        # matplotlib missing: one line now, not after the training
     if args.backend:
         backend.use(args.backend)
     with limit_blas_threads(args.threads):
-        results = compare(config)
+        results = compare_architectures(config, tuple(ARCHITECTURES)) if args.architectures else compare(config)
     text = json.dumps(_finite(results), indent=2, allow_nan=False)
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text + "\n")
-    print(text if args.json else format_table(results))
+    if args.figure:
+        plot_architectures(results, args.figure)
+    print(text if args.json else (format_architectures if args.architectures else format_table)(results))
     return 0
 
 

@@ -55,7 +55,8 @@ from ..mtl.grouping import affinity_group_value, best_partitions, groupings
 from ..train import Trainer, TrainConfig
 from ..train.callbacks import Callback
 from .common import Command, UsageError, limit_blas_threads, text_table, writable_file
-from .compare import DATA, PRIMARY, CompareConfig, baseline_batch, load_splits, train_one
+from .compare import CompareConfig, baseline_batch, train_one
+from .scoring import DATA, PRIMARY, load_splits
 
 MAX_VALIDATE_TASKS = 5     # 31 subsets
 

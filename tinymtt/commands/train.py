@@ -21,9 +21,12 @@ from ..config import ModelConfig
 from ..metrics import evaluate, predict
 from ..model import MultiTaskTransformer
 from ..mtl import STRATEGIES
+from ..nn import TASK_MODULES
+from ..plots.gates import plot_gates
 from ..plots.history import plot_affinity, plot_conflict, plot_history
 from ..train import TrainConfig, Trainer
 from .common import Command, UsageError, text_table, writable_folder
+from .compare import probe_batch
 from .runs import data_splits, load_run, read_config, write_config
 
 
@@ -85,12 +88,14 @@ def metrics_table(metrics: dict, tasks) -> str:
 # Every option's default is None in the parser, so that ``--resume`` knows what was given; the real defaults:
 DEFAULTS = {"data": "sequences", "examples": 20000, "mode": "conditioned", "d_model": 64, "heads": 4, "layers": 2,
             "dropout": 0.0, "steps": 2000, "batch_size": 64, "lr": 3e-3, "strategy": "fixed",
-            "sampling": "uniform", "seed": 0}
+            "sampling": "uniform", "seed": 0, "task_module": "none"}
 # what a resumed run cannot change (it would be another run), and where its stored value is
 FIXED_ON_RESUME = {"data": ("data", "name"), "tasks": ("data", "tasks"), "examples": ("data", "num_examples"),
                    "mode": ("model", "mode"), "d_model": ("model", "d_model"), "heads": ("model", "num_heads"),
                    "layers": ("model", "num_layers"), "d_ff": ("model", "d_ff"), "dropout": ("model", "dropout"),
                    "task_hidden": ("model", "task_hidden"), "seed": ("model", "seed"),
+                   "task_module": ("model", "task_module"), "lora_rank": ("model", "lora_rank"), "lora_ffn": ("model", "lora_ffn"),
+                   "experts": ("model", "num_experts"), "branch_layers": ("model", "branch_layers"),
                    "batch_size": ("train", "batch_size"), "weights": ("train", "weights"),
                    "strategy": ("train", "strategy"), "strategy_option": ("train", "strategy_options"),
                    "sampling": ("train", "sampling")}
@@ -98,7 +103,8 @@ RESUME_HELP = ("continue the run in --out from its checkpoint. --steps N continu
                "learning rate, --log-every, --log-conflict, --log-affinity, --backend and --no-progress apply; the learning-rate schedule "
                "(warmup, then cosine to 1e-4) is re-planned for the new --steps, so the steps still to come get "
                "the learning rate a run of N steps from the start would have had. Options that define the run "
-               "(data, tasks, examples, mode, model sizes, dropout, seed, batch size, weights, strategy, sampling) "
+               "(data, tasks, examples, mode, model sizes, task module, branch layers, dropout, seed, batch size, weights, "
+               "strategy, sampling) "
                "cannot change")
 
 
@@ -113,6 +119,17 @@ def add_train_arguments(train):
     train.add_argument("--d-ff", type=positive(int), default=None, help="default 4 × d-model")
     train.add_argument("--dropout", type=float, default=None, help="default 0")
     train.add_argument("--task-hidden", type=positive(int), default=None, help="hidden ReLU layer in the task encoder")
+    train.add_argument("--task-module", choices=TASK_MODULES, default=None,
+                       help="a task-specific module in every block (docs/DESIGN.md, \"Task modules\"): task-norm "
+                            "(LayerNorm γ, β from a task embedding), lora (per-task low-rank updates of the attention "
+                            "projections), mmoe (shared expert FFNs, a per-task gate); default none")
+    train.add_argument("--lora-rank", type=positive(int), default=None, help="rank r of --task-module lora (default 4)")
+    train.add_argument("--lora-ffn", action="store_true", default=None,
+                       help="with --task-module lora: the FFN's two linears get per-task updates too")
+    train.add_argument("--experts", type=positive(int), default=None, help="experts E of --task-module mmoe (default 2)")
+    train.add_argument("--branch-layers", type=positive(int), default=None,
+                       help="joint mode: only the last K blocks run per task stream, the first L-K once per example "
+                            "(1..--layers; default all)")
     train.add_argument("--steps", type=positive(int), default=None, help="default 2000")
     train.add_argument("--batch-size", type=positive(int), default=None, help="default 64")
     train.add_argument("--lr", type=positive(float), default=None, help="peak learning rate (default 0.003)")
@@ -144,7 +161,7 @@ def add_train_arguments(train):
 
 
 RUN_FILES = ("config.json", "history.jsonl", "model.npz", "trainer.npz", "metrics.json", "curves.png", "conflict.png",
-             "affinity.png")
+             "affinity.png", "gates.png")
 
 
 def _given_value(args, option):
@@ -188,6 +205,21 @@ def resumed_configs(args, document):
     return model_config, dataclasses.replace(train_config, **changes), data_args, applied
 
 
+def check_task_options(args):
+    """--branch-layers, --lora-rank and --experts need the mode or module they size: one clear line each."""
+    if args.branch_layers is not None:
+        if args.mode != "joint":
+            raise UsageError(f"tinymtt train: --branch-layers applies to --mode joint only (conditioned mode runs "
+                             f"no task streams), got --branch-layers {args.branch_layers} with --mode {args.mode}")
+        if args.branch_layers > args.layers:
+            raise UsageError(f"tinymtt train: --branch-layers must lie in 1..--layers ({args.layers}), "
+                             f"got {args.branch_layers}")
+    for option, module in (("lora_rank", "lora"), ("lora_ffn", "lora"), ("experts", "mmoe")):
+        if getattr(args, option) is not None and args.task_module != module:
+            raise UsageError(f"tinymtt train: --{option.replace('_', '-')} applies to --task-module {module} only, "
+                             f"got --task-module {args.task_module}")
+
+
 def new_run_folder(out: Path, force: bool) -> Path:
     """The folder of a new run, checked before any work: it takes files and holds no other run (unless --force)."""
     writable_folder(out, "--out")
@@ -220,6 +252,7 @@ def run_train(args) -> int:
         for key, value in DEFAULTS.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
+        check_task_options(args)
         strategy = "" if args.strategy == "fixed" else f"-{args.strategy}"
         out = new_run_folder(Path(args.out or f"runs/{args.data}-{args.mode}{strategy}-seed{args.seed}"), args.force)
         tasks = [name.strip() for name in args.tasks.split(",") if name.strip()] if args.tasks is not None else None
@@ -236,7 +269,10 @@ def run_train(args) -> int:
     if not args.resume:
         model_config = ModelConfig(**train_set.model_config_kwargs(), d_model=args.d_model, num_heads=args.heads,
                                    num_layers=args.layers, d_ff=args.d_ff or 4 * args.d_model, dropout=args.dropout,
-                                   mode=args.mode, task_hidden=args.task_hidden, seed=args.seed)
+                                   mode=args.mode, task_hidden=args.task_hidden, seed=args.seed,
+                                   task_module=args.task_module, lora_rank=args.lora_rank or 4,
+                                   num_experts=args.experts or 2, branch_layers=args.branch_layers,
+                                   lora_ffn=bool(args.lora_ffn))
         train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weights=args.weights,
                                    strategy=args.strategy, strategy_options=dict(args.strategy_option or []) or None,
                                    sampling=args.sampling, seed=args.seed, warmup_steps=min(100, args.steps // 10),
@@ -269,6 +305,10 @@ def run_train(args) -> int:
         plot_conflict(out / "history.jsonl", out / "conflict.png", title=title)
     if train_config.log_affinity and plot:
         plot_affinity(out / "history.jsonl", out / "affinity.png", title=title)
+    if model_config.task_module == "mmoe" and plot:
+        gates = model.gate_affinity(probe_batch(test_set, model_config.mode))
+        plot_gates([backend.to_numpy(g) for g in gates], model_config.task_names, out / "gates.png",
+                   title=f"{title}: MMoE gates on the test split")
     print(f"\ntest metrics after {trainer.step} steps ({trainer.elapsed:.0f} s):")
     print(metrics_table(metrics, model_config.tasks))
     print(f"\nrun folder: {out}" + ("" if plot else "  (install matplotlib for curves.png)"))

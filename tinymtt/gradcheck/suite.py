@@ -12,7 +12,8 @@ Three groups, from small to large (all in float64, on the current backend):
   ``coordinate_check`` of ``sum(out · g)`` over the layer's input and all its
   parameters;
 * **model**: a small MultiTaskTransformer in both modes (conditioned, joint),
-  the same two checks on its weighted loss.
+  with every task module (task-norm, lora, mmoe) in both modes and joint mode
+  with one branch layer, the same two checks on its weighted loss.
 
 Ops, layers and the model are looked up in their modules when a check runs,
 so a bug planted in ``tinymtt.ops.softmax_backward`` shows in the softmax row.
@@ -117,6 +118,10 @@ _OP_CASES = {
     "weighted_sum": lambda d, s: _OpCase({"losses": d.normal(3) ** 2, "weights": d.normal(3)}),
     "masked_mean": lambda d, s: _OpCase({"x": d.normal(2, 3, 4), "mask": d.lengths_mask([3, 1], 3)},
                                         ["x"], h=LINEAR_STEP),
+    # task 1 of 3 twice (its gradient sums), task 2 never (its gradient is 0)
+    "task_linear": lambda d, s: _OpCase({"x": d.normal(3, 2, 4), "w": d.normal(3, 4, 5),
+                                         "task_ids": backend.to_device(numpy.array([1, 0, 1])), "b": d.normal(3, 5)},
+                                        ["x", "w", "b"], h=LINEAR_STEP),
 }
 
 
@@ -228,9 +233,19 @@ def _layer_cases(seed):
         return case(randomized(lambda: nn.make_head(kind, D, 3, init(), dtype=F64)), {"h": draw.normal(2, 4, D)},
                     with_loss(targets))
 
-    def block(norm_first):
-        return case(randomized(lambda: nn.TransformerBlock(D, H, F, init(), norm_first=norm_first, dtype=F64)),
-                    {"x": draw.normal(2, 4, D)}, masked)
+    def block(norm_first, module="none", lora_ffn=False):
+        task = nn.TaskOptions(module, T, lora_rank=2, num_experts=2, norm_embed_dim=3, lora_ffn=lora_ffn)
+        build = randomized(lambda: nn.TransformerBlock(D, H, F, init(), norm_first=norm_first, dtype=F64, task=task))
+        if module == "none":
+            return case(build, {"x": draw.normal(2, 4, D)}, masked)
+        return case(build, {"x": draw.normal(2, 4, D), "tasks": tasks},
+                    lambda layer: lambda x, t: layer(x, mask=attend, tasks=t))
+
+    tasks = backend.to_device(numpy.array([2, 2]))           # two examples of task 2; tasks 0, 1 unused
+    mixed_tasks = backend.to_device(numpy.array([0, 2, 0]))  # task 0 twice, task 1 unused
+
+    def experts():
+        return nn.MixtureOfExperts([nn.FeedForward(D, F, init(), dtype=F64) for _ in range(3)], D, T, dtype=F64)
 
     return [
         ("Linear", case(randomized(lambda: nn.Linear(4, 5, init(), dtype=F64)), {"x": draw.normal(2, 3, 4)})),
@@ -250,20 +265,46 @@ def _layer_cases(seed):
         ("TaskEncoder", case(randomized(lambda: nn.TaskEncoder(T, D, init(), hidden=4, dtype=F64)),
                              {"task_ids": backend.to_device(numpy.array([0, 2, 1, 2]))})),
         ("TaskAttention (gate 0.4)", case(task_attention, {"streams": draw.normal(2, T, 3, D)})),
+        ("TaskLayerNorm", case(randomized(lambda: nn.TaskLayerNorm(D, T, init(), embed_dim=3, dtype=F64)),
+                               {"x": draw.normal(3, 4, D), "tasks": mixed_tasks})),
+        ("TaskLoRA", case(randomized(lambda: nn.TaskLoRA(D, 5, T, 2, init(), dtype=F64)),
+                          {"x": draw.normal(3, 4, D), "tasks": mixed_tasks})),
+        ("MixtureOfExperts", case(randomized(experts), {"x": draw.normal(3, 4, D), "tasks": mixed_tasks})),
+        ("TransformerBlock (task-norm)", block(True, "task-norm")),
+        ("TransformerBlock (lora)", block(True, "lora")),
+        ("TransformerBlock (lora with FFN, post-LN)", block(False, "lora", lora_ffn=True)),
+        ("TransformerBlock (mmoe, post-LN)", block(False, "mmoe")),
         ("TokenClassificationHead + loss", head("token", draw.ints(3, 2, 4))),
         ("SequenceClassificationHead + loss", head("sequence", draw.ints(3, 2))),
         ("RegressionHead + loss", head("regression", draw.normal(2, 3))),
     ]
 
 
-def _check_model(mode, seed):
-    """A small float64 model (d_model 8, 2 heads, 2 layers; token, sequence, regression tasks)."""
+MODEL_CASES = [("conditioned", {}), ("joint", {}), ("joint", {"branch_layers": 1}),
+               ("joint", {"branch_layers": 1, "task_module": "lora"}),
+               ("conditioned", {"task_module": "lora", "lora_ffn": True})] + [
+    (mode, {"task_module": module}) for module in ("task-norm", "lora", "mmoe") for mode in ("conditioned", "joint")]
+
+
+def _model_name(mode, options):
+    words = [mode] + [f"{key.replace('_', ' ')} {value}" for key, value in options.items()]
+    return f"MultiTaskTransformer ({', '.join(words)})"
+
+
+def _check_model(mode, seed, **options):
+    """A small float64 model (d_model 8, 2 heads, 2 layers; token, sequence, regression tasks).
+
+    options: more ModelConfig fields (task_module, branch_layers); a task module's
+    parameters are moved off their initial values (B = 0, W_γ = 0 would hide a wrong gradient).
+    """
     config = ModelConfig(tasks=[dict(name="tokens", kind="token", num_outputs=4),
                                 dict(name="label", kind="sequence", num_outputs=3),
                                 dict(name="value", kind="regression", num_outputs=2)],
                          vocab_size=6, max_len=8, d_model=8, num_heads=2, d_ff=16, num_layers=2,
-                         mode=mode, seed=seed, dtype=F64)
+                         mode=mode, seed=seed, dtype=F64, lora_rank=2, norm_embed_dim=3, **options)
     net = model.MultiTaskTransformer(config)
+    if config.task_module != "none":
+        _randomize(net.encoder, seed, scale=0.1)
     if net.task_attention is not None:
         net.task_attention.params["gate"][...] = 0.4   # open the gate: the streams mix
     draw = _Draw(seed)
@@ -287,8 +328,8 @@ def _plan(seed):
     """(group, name, tolerance, thunk) for every check, before any runs."""
     plan = [("op", name, TOLERANCE, lambda name=name: _check_op(name, seed)) for name in op_names()]
     plan += [("layer", name, LAYER_TOLERANCE, run) for name, run in _layer_cases(seed)]
-    plan += [("model", f"MultiTaskTransformer ({mode})", MODEL_TOLERANCE,
-              lambda mode=mode: _check_model(mode, seed)) for mode in ("conditioned", "joint")]
+    plan += [("model", _model_name(mode, options), MODEL_TOLERANCE,
+              lambda mode=mode, options=options: _check_model(mode, seed, **options)) for mode, options in MODEL_CASES]
     return plan
 
 

@@ -6,4 +6,5 @@ from .heads import (RegressionHead, SequenceClassificationHead, TokenClassificat
                     make_head)
 from .module import Module  # noqa: F401
 from .tasks import TaskAttention, TaskEncoder, one_hot  # noqa: F401
-from .transformer import Encoder, FeedForward, TransformerBlock  # noqa: F401
+from .task_modules import TASK_MODULES, MixtureOfExperts, TaskLayerNorm, TaskLoRA  # noqa: F401
+from .transformer import NO_TASK_MODULE, Encoder, FeedForward, TaskOptions, TransformerBlock  # noqa: F401

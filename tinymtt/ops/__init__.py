@@ -16,3 +16,4 @@ from .split_heads import merge_heads_backward, merge_heads_forward, split_heads_
 from .attention import attention_backward, attention_forward  # noqa: F401
 from .masks import causal_mask, padding_mask  # noqa: F401
 from .pooling import masked_mean_backward, masked_mean_forward  # noqa: F401
+from .task_linear import task_linear_backward, task_linear_forward  # noqa: F401
