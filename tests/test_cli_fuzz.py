@@ -16,7 +16,7 @@ FLAGS = ["--resume", "--force", "--log-conflict", "--json", "--help"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(command=st.sampled_from(["train", "eval", "demo", "exercises", "figures", "compare", "nonsense"]),
+@given(command=st.sampled_from(["train", "eval", "demo", "exercises", "figures", "compare", "transfer", "nonsense"]),
        options=st.lists(st.tuples(st.sampled_from(TRAIN_OPTIONS + FLAGS), VALUES), max_size=3))
 def test_any_command_line_is_an_exit_code_and_no_traceback(tmp_path_factory, command, options, capsys):
     folder = tmp_path_factory.mktemp("fuzz")
@@ -28,7 +28,7 @@ def test_any_command_line_is_an_exit_code_and_no_traceback(tmp_path_factory, com
     if command == "train":                 # cheap: a few steps of a tiny model, unless the options say otherwise
         argv = ["train", "--steps", "2", "--examples", "100", "--d-model", "8", "--heads", "1", "--layers", "1",
                 "--no-progress", "--out", str(folder / "run")] + argv[1:]
-    if command in ("figures", "compare"):
+    if command in ("figures", "compare", "transfer"):
         argv = [a for a in argv if a != "--help"] + ["--help"]         # their real work is minutes long
     try:
         code = main(argv)

@@ -63,3 +63,13 @@ def test_a_patched_helper_stops_the_checks(monkeypatch, where):
     monkeypatch.setattr(where, "rel_error", lambda got, expected: 0.0)
     with pytest.raises(ExerciseTampered, match="rel_error was replaced"):
         check_equal("ones", lambda: 2 * np.ones(3), np.ones(3))
+
+
+def test_a_known_wrong_answer_fails_with_its_hint():
+    right, wrong = np.array([0.04, 0.01]), np.array([0.04, 0.008])
+    with pytest.raises(ExerciseFailed, match="hint: divide by n - 1"):
+        check_equal("paired", lambda: wrong, right, mistakes={"divide by n - 1": wrong, "the sign": -right})
+    with pytest.raises(ExerciseFailed) as caught:                       # another wrong answer: no hint
+        check_equal("paired", lambda: 2 * right, right, mistakes={"divide by n - 1": wrong})
+    assert "hint" not in str(caught.value)
+    assert check_equal("paired", lambda: right, right, mistakes={"divide by n - 1": wrong}) is None

@@ -17,6 +17,8 @@ pytest.importorskip("ipykernel", reason="the lesson tests need the test extra: p
 from tinymtt.commands.exercises import make_student_copy  # noqa: E402
 from tinymtt.exercises import BEGIN  # noqa: E402
 
+from helpers import missing_lesson_extra
+
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
 CELL_TIMEOUT = 300
@@ -34,6 +36,12 @@ def execute(notebook, workdir):
                                      resources={"metadata": {"path": str(workdir)}})
     client.execute()
     return notebook
+
+
+def skip_without_its_extra(path):
+    reason = missing_lesson_extra(path.stem)
+    if reason:
+        pytest.skip(reason)
 
 
 def has_exercises(path):
@@ -56,6 +64,7 @@ def test_lesson_is_committed_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lesson_runs_top_to_bottom(path, tmp_path):
+    skip_without_its_extra(path)
     execute(nbformat.read(str(path), as_version=4), tmp_path)
 
 
@@ -68,6 +77,7 @@ def test_most_lessons_have_exercises():
 
 @pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.stem)
 def test_exercise_copy_stops_at_its_check_cell(path, tmp_path):
+    skip_without_its_extra(path)
     copy = tmp_path / path.name
     assert make_student_copy(path, copy) >= 1
     assert BEGIN not in copy.read_text()
@@ -80,3 +90,16 @@ def test_exercise_copy_stops_at_its_check_cell(path, tmp_path):
     failed = [c for c in notebook.cells if c.cell_type == "code" and
               any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert failed and any(call in failed[0].source for call in CHECK_CALLS), failed[0].source if failed else None
+
+
+def test_lesson_12_catches_a_planted_wrong_answer_with_its_hint(tmp_path):
+    path = LESSONS / "12_when_sharing_helps.ipynb"
+    skip_without_its_extra(path)
+    notebook = nbformat.read(str(path), as_version=4)
+    right = "difference.std(ddof=1)"
+    (cell,) = [c for c in notebook.cells if right in c.source and BEGIN in c.source]
+    cell.source = cell.source.replace(right, "difference.std()")          # divides by n, not n - 1
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as caught:
+        execute(notebook, tmp_path)
+    assert caught.value.ename == "ExerciseFailed"
+    assert "hint: the spread of a few seeds is the sample standard deviation" in caught.value.evalue

@@ -7,6 +7,7 @@
     tinymtt bench                  one training step, timed beside PyTorch
     tinymtt doctor                 what is installed, what is missing, how to install it
     tinymtt compare                every balancing strategy on the same tasks and seeds
+    tinymtt transfer               the label-budget sweep: single-task vs multi-task as the main labels grow
     tinymtt figures                regenerate the figures (seeded)
     tinymtt exercises OUT_DIR      student copies of the lessons (solutions replaced by stubs)
 
@@ -29,9 +30,9 @@ def commands() -> list:
 
     Imported here, not at the top: the commands load NumPy, and ``main`` first sets the BLAS thread count.
     """
-    from .commands import bench, compare, doctor, exercises, figures, gradcheck, groups, train
+    from .commands import bench, compare, doctor, exercises, figures, gradcheck, groups, train, transfer
     return [train.TRAIN, train.EVAL, train.DEMO, gradcheck.COMMAND, bench.COMMAND, doctor.COMMAND,
-            compare.COMMAND, groups.COMMAND, figures.COMMAND, exercises.COMMAND]
+            compare.COMMAND, transfer.COMMAND, groups.COMMAND, figures.COMMAND, exercises.COMMAND]
 
 
 def build_parser(listed) -> ArgumentParser:

@@ -94,8 +94,11 @@ def check_exercise(name, forward, backward, inputs, wrt=None, kwargs=None, **opt
         raise ExerciseFailed(f"{name}: not right yet -- see the verdict above")
 
 
-def check_equal(name, compute, expected, tolerance=1e-7) -> None:
-    """Check a student's forward computation against the library's ``expected`` array."""
+def check_equal(name, compute, expected, tolerance=1e-7, mistakes=None) -> None:
+    """Check a student's forward computation against the library's ``expected`` array.
+
+    mistakes: {hint: the array a known wrong answer gives}; a result equal to one of them fails with that hint.
+    """
     _refuse_tampering(check_equal)
     try:
         got = compute()
@@ -107,7 +110,10 @@ def check_equal(name, compute, expected, tolerance=1e-7) -> None:
                              f"expected {expected.shape}")
     error = rel_error(got, expected)
     if error > tolerance:
-        raise ExerciseFailed(f"{name}: not right yet -- relative error {error:.1e} (> {tolerance:.0e})")
+        hints = [hint for hint, wrong in (mistakes or {}).items()
+                 if to_numpy(wrong).shape == got.shape and rel_error(got, to_numpy(wrong)) <= tolerance]
+        raise ExerciseFailed(f"{name}: not right yet -- relative error {error:.1e} (> {tolerance:.0e})"
+                             + "".join(f"; hint: {hint}" for hint in hints))
     print(f"{name}: right (relative error {error:.1e})")
 
 

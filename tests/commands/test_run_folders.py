@@ -153,7 +153,7 @@ def test_ctrl_c_of_a_real_process(tmp_path):
 @pytest.mark.parametrize("option, value, message", [
     ("--weights", "sort=-1", ">= 0"), ("--weights", "sort=0,max=0,mean=0,reverse=0", "at least one task weight"),
     ("--tasks", "", "--tasks"), ("--tasks", ",", "--tasks"), ("--examples", "1", "too few"),
-    ("--data", "digits", "--examples applies to --data sequences only")])
+    ("--data", "digits", "--examples applies to --data sequences and words only")])
 def test_values_that_would_train_the_wrong_thing_are_refused(option, value, message, tmp_path, capsys):
     assert main(TINY + ["--steps", "2", "--out", str(tmp_path / "run"), option, value]) == 2
     err = capsys.readouterr().err

@@ -109,9 +109,11 @@ RESUME_HELP = ("continue the run in --out from its checkpoint. --steps N continu
 
 
 def add_train_arguments(train):
-    train.add_argument("--data", choices=["sequences", "digits"], default=None, help="built-in data set (default sequences)")
+    train.add_argument("--data", choices=["sequences", "digits", "words"], default=None,
+                       help="built-in data set (default sequences; words needs the extra: pip install 'tinymtt[words]')")
     train.add_argument("--tasks", default=None, help="comma-separated subset of the data set's tasks (default all)")
-    train.add_argument("--examples", type=positive(int), default=None, help="generated examples (sequences; default 20000)")
+    train.add_argument("--examples", type=positive(int), default=None,
+                       help="generated examples (sequences) or words drawn from the dictionary (words); default 20000")
     train.add_argument("--mode", choices=["conditioned", "joint"], default=None, help="default conditioned")
     train.add_argument("--d-model", type=positive(int), default=None, help="default 64")
     train.add_argument("--heads", type=positive(int), default=None, help="default 4")
@@ -246,9 +248,9 @@ def run_train(args) -> int:
         if not (out / "trainer.npz").exists():
             raise UsageError(f"tinymtt train --resume: {out} has no checkpoint (trainer.npz) to continue from")
     else:
-        if args.examples is not None and args.data not in (None, "sequences"):
-            raise UsageError(f"tinymtt train: --examples applies to --data sequences only (digits has a fixed "
-                             f"set), got --examples {args.examples} with --data {args.data}")
+        if args.examples is not None and args.data not in (None, "sequences", "words"):
+            raise UsageError(f"tinymtt train: --examples applies to --data sequences and words only (digits has a "
+                             f"fixed set), got --examples {args.examples} with --data {args.data}")
         for key, value in DEFAULTS.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
@@ -260,7 +262,7 @@ def run_train(args) -> int:
             raise UsageError(f"tinymtt train: --tasks expected comma-separated task names, got {args.tasks!r} "
                              f"(leave --tasks out for every task)")
         data_args = {"name": args.data, "seed": args.seed, "tasks": tasks}
-        if args.data == "sequences":
+        if args.data in ("sequences", "words"):
             data_args["num_examples"] = args.examples
     train_set, val_set, test_set = data_splits(data_args)
     if min(len(train_set), len(val_set), len(test_set)) == 0:

@@ -6,6 +6,9 @@ Nothing is downloaded at run time:
   tasks (sort, reverse, max, mean), generated on the fly;
 * ``load_digits_suite(seed)`` -- the UCI handwritten digits read row by row,
   three tasks (digit, transform, row); needs the extra ``pip install 'tinymtt[digits]'``;
+* ``load_words_suite(seed, num_examples=20000)`` -- English words from the CMU
+  Pronouncing Dictionary, letter by letter, four tasks (stress, syllables,
+  hyphen, phonemes); needs the extra ``pip install 'tinymtt[words]'``;
 * ``conflict_suite(num_examples, seed)`` -- the sequence suite's inputs with
   tasks built to conflict (max vs min by default), for ``tinymtt compare``.
 
@@ -25,9 +28,11 @@ from .conflict import CONFLICT_TASKS, conflict_suite
 from .dataset import MultiTaskDataset, choose_tasks
 from .digits import DIGITS_TASKS, TRANSFORMS, load_digits_suite, transform_images
 from .sequences import SEQUENCE_TASKS, make_sequence_suite, sequence_targets
+from .words import WORDS_TASKS, load_words_suite
 
 # every built-in data set by name; a new one is a file in this folder and a line here
-DATASETS = {"sequences": make_sequence_suite, "digits": load_digits_suite, "conflict": conflict_suite}
+DATASETS = {"sequences": make_sequence_suite, "digits": load_digits_suite, "conflict": conflict_suite,
+            "words": load_words_suite}
 
 
 def load_dataset(name: str, **kwargs) -> MultiTaskDataset:
@@ -38,5 +43,6 @@ def load_dataset(name: str, **kwargs) -> MultiTaskDataset:
 
 
 __all__ = ["BatchIterator", "CONFLICT_TASKS", "DATASETS", "DIGITS_TASKS", "MultiTaskDataset", "SAMPLING",
-           "SEQUENCE_TASKS", "TRANSFORMS", "choose_tasks", "conflict_suite", "load_dataset", "load_digits_suite",
-           "make_batch", "make_sequence_suite", "sampling_weights", "sequence_targets", "transform_images"]
+           "SEQUENCE_TASKS", "TRANSFORMS", "WORDS_TASKS", "choose_tasks", "conflict_suite", "load_dataset",
+           "load_digits_suite", "load_words_suite", "make_batch", "make_sequence_suite", "sampling_weights",
+           "sequence_targets", "transform_images"]
