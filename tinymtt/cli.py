@@ -32,9 +32,10 @@ def commands() -> list:
 
     Imported here, not at the top: the commands load NumPy, and ``main`` first sets the BLAS thread count.
     """
-    from .commands import bench, compare, doctor, exercises, figures, gradcheck, interop, train, transfer
+    from .commands import bench, compare, doctor, exercises, figures, gradcheck, groups, interop, train, transfer
     return [train.TRAIN, train.EVAL, train.DEMO, gradcheck.COMMAND, bench.COMMAND, doctor.COMMAND,
-            compare.COMMAND, transfer.COMMAND, figures.COMMAND, exercises.COMMAND, interop.EXPORT, interop.IMPORT]
+            compare.COMMAND, transfer.COMMAND, groups.COMMAND, figures.COMMAND, exercises.COMMAND, interop.EXPORT,
+            interop.IMPORT]
 
 
 def build_parser(listed) -> ArgumentParser:

@@ -27,7 +27,14 @@ import math
 import numpy
 
 from .backend import array_module, blockwise, to_float
-from .validation import ShapeError, check_array, check_integer, check_number, check_same_module, describe
+from .validation import (
+    ShapeError,
+    check_array,
+    check_integer,
+    check_number,
+    check_same_module,
+    describe,
+)
 
 
 def _plain(value):
@@ -89,6 +96,37 @@ class Optimizer:
         self.step_count += 1
         for name, p in self.params.items():
             self._update(p, grads[name], {buffer: self.state[buffer][name] for buffer in self.buffers})
+
+    def lookahead(self, grads, lr=None) -> dict:
+        """{name: the value ``step`` would give that parameter from ``grads``}, for the names in grads only.
+
+        Nothing changes: not the parameters, not the state, not the step count.
+        It runs the optimizer's own update on copies, so it is exactly the step
+        that ``step`` would take (TAG's lookahead, tinymtt.mtl.affinity).
+        lr: the learning rate to use (default: the current ``lr``).
+        """
+        if not isinstance(grads, dict):
+            raise TypeError(f"grads must be a dict name -> array, got {describe(grads)}")
+        unknown = [name for name in grads if name not in self.params]
+        if unknown:
+            raise KeyError(f"grads has gradient(s) for unknown parameter(s) {unknown}")
+        for name, g in grads.items():
+            p = self.params[name]
+            if check_array(g, f"grads[{name!r}]", kind="float").shape != p.shape or g.dtype != p.dtype:
+                raise ShapeError(f"grads[{name!r}] must match its parameter, a {describe(p)}, got {describe(g)}")
+        lr_before, count_before = self._lr, self.step_count
+        try:
+            if lr is not None:
+                self.lr = lr
+            self.step_count += 1                 # the update of the next step, number step_count + 1
+            moved = {}
+            for name, g in grads.items():
+                p = self.params[name].copy()
+                self._update(p, g, {buffer: self.state[buffer][name].copy() for buffer in self.buffers})
+                moved[name] = p
+        finally:
+            self._lr, self.step_count = lr_before, count_before
+        return moved
 
     def hyperparameters(self) -> dict:
         raise NotImplementedError

@@ -23,7 +23,7 @@ from ..model import MultiTaskTransformer
 from ..mtl import STRATEGIES
 from ..nn import TASK_MODULES
 from ..plots.gates import plot_gates
-from ..plots.history import plot_conflict, plot_history
+from ..plots.history import plot_affinity, plot_conflict, plot_history
 from ..train import TrainConfig, Trainer
 from .common import Command, UsageError, text_table, writable_folder
 from .compare import probe_batch
@@ -100,7 +100,7 @@ FIXED_ON_RESUME = {"data": ("data", "name"), "tasks": ("data", "tasks"), "exampl
                    "strategy": ("train", "strategy"), "strategy_option": ("train", "strategy_options"),
                    "sampling": ("train", "sampling")}
 RESUME_HELP = ("continue the run in --out from its checkpoint. --steps N continues to step N, --lr sets the peak "
-               "learning rate, --log-conflict, --backend and --no-progress apply; the learning-rate schedule "
+               "learning rate, --log-every, --log-conflict, --log-affinity, --backend and --no-progress apply; the learning-rate schedule "
                "(warmup, then cosine to 1e-4) is re-planned for the new --steps, so the steps still to come get "
                "the learning rate a run of N steps from the start would have had. Options that define the run "
                "(data, tasks, examples, mode, model sizes, task module, branch layers, dropout, seed, batch size, weights, "
@@ -154,11 +154,16 @@ def add_train_arguments(train):
                        help="start a new run in a --out that holds one: its run files are deleted first")
     train.add_argument("--log-conflict", action="store_true",
                        help="log task-gradient cosines at each logged step and plot conflict.png (T extra backward passes)")
+    train.add_argument("--log-every", type=positive(int), default=None,
+                       help="write a history line (and measure --log-conflict, --log-affinity) every N steps (default 25)")
+    train.add_argument("--log-affinity", action="store_true",
+                       help="log the lookahead task affinity (TAG) at each logged step and plot affinity.png "
+                            "(T extra backward and T + 1 forward passes)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 RUN_FILES = ("config.json", "history.jsonl", "model.npz", "trainer.npz", "metrics.json", "curves.png", "conflict.png",
-             "gates.png")
+             "affinity.png", "gates.png")
 
 
 def _given_value(args, option):
@@ -192,10 +197,13 @@ def resumed_configs(args, document):
         changes.update(steps=args.steps, eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1))
     if args.lr is not None and args.lr != train_config.lr:
         changes["lr"] = args.lr
-    if args.log_conflict and not train_config.log_conflict:
-        changes["log_conflict"] = True
+    if args.log_every is not None and args.log_every != train_config.log_every:
+        changes["log_every"] = args.log_every
+    for flag in ("log_conflict", "log_affinity"):
+        if getattr(args, flag) and not getattr(train_config, flag):
+            changes[flag] = True
     applied = [f"resume: {key} {getattr(train_config, key)} -> {changes[key]}"
-               for key in ("steps", "lr", "log_conflict") if key in changes]
+               for key in ("steps", "lr", "log_every", "log_conflict", "log_affinity") if key in changes]
     return model_config, dataclasses.replace(train_config, **changes), data_args, applied
 
 
@@ -271,7 +279,8 @@ def run_train(args) -> int:
                                    strategy=args.strategy, strategy_options=dict(args.strategy_option or []) or None,
                                    sampling=args.sampling, seed=args.seed, warmup_steps=min(100, args.steps // 10),
                                    eval_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 4, 1),
-                                   log_conflict=args.log_conflict)
+                                   log_conflict=args.log_conflict, log_affinity=args.log_affinity,
+                                   log_every=args.log_every or 25)
     model = MultiTaskTransformer(model_config)
     trainer = Trainer(model, train_set, val_set, train_config, out_dir=out, progress=not args.no_progress)
     if not args.resume:
@@ -296,6 +305,8 @@ def run_train(args) -> int:
     plot = plot_history(out / "history.jsonl", out / "curves.png", title=title)
     if train_config.log_conflict and plot:
         plot_conflict(out / "history.jsonl", out / "conflict.png", title=title)
+    if train_config.log_affinity and plot:
+        plot_affinity(out / "history.jsonl", out / "affinity.png", title=title)
     if model_config.task_module == "mmoe" and plot:
         gates = model.gate_affinity(probe_batch(test_set, model_config.mode))
         plot_gates([backend.to_numpy(g) for g in gates], model_config.task_names, out / "gates.png",

@@ -105,6 +105,26 @@ class Module:
         finally:
             self.train(was_training)
 
+    @contextlib.contextmanager
+    def restoring_state(self):
+        """Inside a ``with`` block, extra forward passes may run; afterwards every layer's attributes
+        are the objects they were before (caches, attention weights kept for plots, dropout counters),
+        so a backward after the block differentiates the forward before it::
+
+            with model.restoring_state():
+                model.loss(other_batch)          # a look elsewhere; the step's caches come back
+
+        Only the attributes are restored, not the contents of arrays: a block that writes into
+        parameters or gradients puts them back itself (tinymtt.mtl.affinity does).
+        """
+        saved = [(layer, dict(vars(layer))) for _, layer in self.named_modules()]
+        try:
+            yield self
+        finally:
+            for layer, attributes in saved:
+                vars(layer).clear()
+                vars(layer).update(attributes)
+
     # -- the forward/backward contract -------------------------------------------
     def keep(self, cache):
         """Store what backward needs (called at the end of forward)."""

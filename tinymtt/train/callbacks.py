@@ -15,6 +15,7 @@ the run is not its business. What it puts in ``step.record`` goes into the
 step's line of ``history.jsonl`` (logged steps only: ``step.logging``).
 
     LogConflict     task-gradient cosines and norms at every logged step (``--log-conflict``)
+    LogAffinity     the lookahead affinity Z_{i→j} at every logged step (``--log-affinity``)
     ConflictProbe   the same on a fixed probe batch every ``every`` steps, into a ConflictLog
     StepTimer       the training steps' own seconds, summed
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..mtl import ConflictLog, conflict_record
+from ..mtl.affinity import jsonable_affinity, lookahead_affinity
 
 
 @dataclass
@@ -61,6 +63,28 @@ class LogConflict(Callback):
     def after_backward(self, trainer, step):
         if step.logging:
             step.record["conflict"] = conflict_record(trainer.model, step.result.counted)
+
+
+class LogAffinity(Callback):
+    """At every logged step: the lookahead affinity Z (T, T) on its batch, into the history (``affinity``).
+
+    Z_{i→j} = 1 − L_j(θ_s^{t+1|i}) / L_j(θ^t) (tinymtt.mtl.affinity): the
+    optimizer's own update on task i's gradient alone (``optimizer.lookahead``,
+    at this step's learning rate, before clipping), then each task's loss.
+    T backward and T + 1 forward passes; the parameters, gradients, caches and
+    optimizer are left as they were, so training is bit-identical with or without it.
+    """
+
+    def after_backward(self, trainer, step):
+        if step.logging:
+            lr = trainer.schedule(step.number)     # the trainer sets it after the callbacks
+
+            def update(grads):
+                return trainer.optimizer.lookahead(grads, lr=lr)
+
+            affinity = lookahead_affinity(trainer.model, step.batch, update, step.result.counted,
+                                          trainer.shared_names)
+            step.record["affinity"] = jsonable_affinity(affinity)
 
 
 class ConflictProbe(Callback):

@@ -40,7 +40,7 @@ from ..metrics import evaluate
 from ..mtl import STRATEGIES, make_strategy, parameter_slices, set_gradients, shared_parameter_names, task_gradients
 from ..optim import AdamW, WarmupCosine, clip_grad_norm
 from ..validation import check_integer, check_number, check_positive_integer
-from .callbacks import LogConflict, Step
+from .callbacks import LogAffinity, LogConflict, Step
 from .history import append_record, truncate_history
 from .progress import progress_bar
 
@@ -71,6 +71,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     log_conflict: bool = False           # every log_every steps: task-gradient cosines and norms (T extra backward passes)
+    log_affinity: bool = False           # every log_every steps: lookahead affinity (T backward, T + 1 forward passes)
 
     def __post_init__(self):
         # numbers are stored as Python ints and floats: a NumPy scalar would not go to JSON
@@ -111,7 +112,8 @@ class Trainer:
 
     callbacks: objects with ``after_backward(trainer, step)`` and
     ``after_step(trainer, step)`` (tinymtt.train.callbacks), called in order
-    at every step; ``config.log_conflict`` puts a LogConflict first.
+    at every step; ``config.log_conflict`` puts a LogConflict first and
+    ``config.log_affinity`` a LogAffinity after it.
     """
 
     def __init__(self, model, train_set: MultiTaskDataset, val_set: MultiTaskDataset | None = None,
@@ -137,7 +139,8 @@ class Trainer:
                                       kinds=[t.kind for t in model.config.tasks], **options)
         self.shared_names = shared_parameter_names(model)
         self.strategy.attach(parameter_slices(model, self.shared_names))
-        self.callbacks = ([LogConflict()] if c.log_conflict else []) + list(callbacks)
+        self.callbacks = (([LogConflict()] if c.log_conflict else []) + ([LogAffinity()] if c.log_affinity else [])
+                          + list(callbacks))
         self.step = 0
         self.elapsed = 0.0
         if self.out_dir is not None:
