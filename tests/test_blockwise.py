@@ -23,6 +23,8 @@ from helpers import randn
 def blocked(monkeypatch):
     """Many tiny blocks over two threads, BLAS pinned to one thread (as tinymtt.cli pins it)."""
     monkeypatch.setattr(backend, "BLOCK_ELEMENTS", 16)
+    monkeypatch.setattr(backend, "PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(backend, "PARALLEL_ELEMENTS", 0)         # small test arrays go parallel too
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     with backend.threads(2):
         yield
@@ -84,6 +86,7 @@ def test_a_blas_kernel_is_cut_only_when_blas_is_pinned(monkeypatch):
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(backend, "BLOCK_ELEMENTS", 8)
+    monkeypatch.setattr(backend, "PARALLEL_ELEMENTS", 0)
     with backend.threads(2):
         backend.blockwise(lambda a: calls.append(len(a)), x, blas=True)
         assert calls == [8]                                # BLAS spreads it over its own threads
@@ -156,5 +159,19 @@ def test_threads_do_not_change_a_training_run(monkeypatch):
 
     reference = whole(losses)
     monkeypatch.setattr(backend, "BLOCK_ELEMENTS", 16)
+    monkeypatch.setattr(backend, "PARALLEL_ELEMENTS", 0)
     with backend.threads(2):
         assert losses() == pytest.approx(reference, rel=1e-5)
+
+
+def test_a_small_op_stays_on_one_thread(monkeypatch):
+    """Below PARALLEL_ELEMENTS the kernel is one call on the whole arrays: a hand-off costs more than the work."""
+    monkeypatch.setattr(backend, "BLOCK_ELEMENTS", 16)
+    monkeypatch.setattr(backend, "PARALLEL_ELEMENTS", 1000)
+    calls = []
+    with backend.threads(2):
+        backend.blockwise(lambda a: calls.append(len(a)), np.zeros((999, 1)))
+        assert calls == [999]
+        calls.clear()
+        backend.blockwise(lambda a: calls.append(len(a)), np.zeros((1000, 1)))
+        assert len(calls) > 1 and sum(calls) == 1000

@@ -257,6 +257,11 @@ def _scatter_add_rows(target, indices, values):
 # --- element-wise work in cache-sized blocks, on every core --------------------
 
 BLOCK_ELEMENTS = 1 << 16   # elements of the widest array in one block: 256 KB in float32, an L2 cache's share
+# Below this many elements in the widest array, one thread does the whole op: handing blocks to
+# other threads costs tens of microseconds each time, more than the work of a small op.
+# (Measured on a 2-core VM: the default training job took 35-39 s with every op cut over two threads,
+# 24.7 s with this floor, and the bench's larger steps were no slower.)
+PARALLEL_ELEMENTS = 1 << 19   # 2 MB of float32
 
 _thread_count = None   # read from TINYMTT_THREADS on first use
 _pool = None           # the worker threads (one fewer than the count: the caller works too)
@@ -340,6 +345,9 @@ def blockwise(kernel, *arrays, whole=(), blas=False):
     if any(a.shape[0] != length for a in sized):
         shapes = ", ".join(str(tuple(a.shape)) for a in sized)
         raise ValueError(f"blockwise needs arrays of one length along axis 0, got {shapes}")
+    if max(a.size for a in sized) < PARALLEL_ELEMENTS:
+        kernel(*arrays, *whole)
+        return
     count = get_threads()
     if blas:   # one block per thread, if each gets a block's worth of work (a thread costs tens of µs)
         rows = -(-length // count) if max(a.size for a in sized) >= count * BLOCK_ELEMENTS else length
